@@ -1,0 +1,315 @@
+"""Reference controllers for the three plasticity rules.
+
+Every controller keeps its episode state in explicit named arrays
+(:meth:`Controller.state`) so the same state maps onto a C struct, an ONNX
+tensor and a batch. One control step (:meth:`Controller.step`) is: forward
+through all layers with the current weights (``y = tanh(W x)``), which gives
+the action; then every layer is updated from the activations of this step
+(pre = layer ``l``, the raw observation for ``l = 0``; post = layer ``l + 1``).
+
+The weight updates are written element by element in one fixed order of
+float operations, the same order the generated C uses, so the updates are
+bit-identical across backends; only the forward dot products (summation
+order) and ``tanh`` differ at the ULP level.
+"""
+
+from __future__ import annotations
+
+from typing import Mapping
+
+import numpy as np
+
+from .errors import GenomeError, NonFiniteObservation
+from .prng import check_seed, uniform_weights
+from .spec import Spec
+from .topology import Topology
+
+DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
+
+
+def _check_dtype(dtype: object) -> np.dtype:
+    dt = np.dtype(dtype)  # type: ignore[call-overload]
+    if dt not in DTYPES:
+        raise TypeError(f"dtype must be float32 (deployment) or float64 (analysis), got {dt}")
+    return dt
+
+
+def check_genome(spec: Spec, genome: object, dtype: np.dtype) -> np.ndarray:
+    try:
+        g = np.asarray(genome, dtype=np.float64)
+    except (TypeError, ValueError) as e:
+        raise GenomeError(f"genome is not an array of numbers: {e}") from None
+    if g.ndim != 1:
+        raise GenomeError(f"genome must be a 1-D array, got shape {g.shape}; expected {spec.describe_layout()}")
+    if g.size != spec.genome_length:
+        raise GenomeError(f"genome has {g.size} values; expected {spec.describe_layout()}")
+    bad = np.flatnonzero(~np.isfinite(g))
+    if bad.size:
+        raise GenomeError(f"genome has {bad.size} non-finite values (first at index {bad[0]})")
+    return g.astype(dtype)
+
+
+def _split(genome: np.ndarray, spec: Spec) -> dict[str, np.ndarray]:
+    out, k = {}, 0
+    for name, n in spec.blocks:
+        out[name] = genome[k:k + n]
+        k += n
+    return out
+
+
+class Controller:
+    """Common surface of the three rules: ``reset(seed)``, ``step(obs)``, ``state()``."""
+
+    rule: str = ""
+
+    def __init__(self, spec: Spec, genome: object, dtype: object = np.float32) -> None:
+        if spec.rule != self.rule:
+            raise ValueError(f"{type(self).__name__} implements rule {self.rule!r}, spec says {spec.rule!r}")
+        self.spec = spec
+        self.dtype = _check_dtype(dtype)
+        self.genome = check_genome(spec, genome, self.dtype)
+        self.genome.setflags(write=False)
+        self._unpack(_split(self.genome, spec))
+        self.reset(0)
+
+    @property
+    def topology(self) -> Topology:
+        return self.spec.topology
+
+    def _unpack(self, blocks: dict[str, np.ndarray]) -> None:
+        raise NotImplementedError
+
+    def reset(self, seed: int = 0) -> None:
+        """Start an episode; ``seed`` (uint32) picks the initial weights when ``init_range > 0``."""
+        raise NotImplementedError
+
+    def step(self, obs: object) -> np.ndarray:
+        """One control step; returns the action (a new array of ``n_L`` values)."""
+        raise NotImplementedError
+
+    def state(self) -> dict[str, np.ndarray]:
+        """Copies of the named state arrays."""
+        raise NotImplementedError
+
+    def set_state(self, state: Mapping[str, np.ndarray]) -> None:
+        """Replace the state with arrays of the shapes :meth:`state` returns."""
+        current = self.state()
+        if set(state) != set(current):
+            raise ValueError(f"state needs keys {sorted(current)}, got {sorted(state)}")
+        for name, ref in current.items():
+            arr = np.asarray(state[name])
+            if arr.shape != ref.shape:
+                raise ValueError(f"state[{name!r}] must have shape {ref.shape}, got {arr.shape}")
+        self._load_state({k: np.asarray(v, dtype=current[k].dtype) for k, v in state.items()})
+
+    def _load_state(self, state: dict[str, np.ndarray]) -> None:
+        raise NotImplementedError
+
+    def _observe(self, obs: object) -> np.ndarray:
+        """Validate an observation before anything changes."""
+        x = np.asarray(obs)
+        if x.shape != (self.topology.n_in,):
+            raise ValueError(f"observation must have shape ({self.topology.n_in},), got {x.shape}")
+        with np.errstate(over="ignore"):
+            x = x.astype(self.dtype)
+        if not np.isfinite(x).all():
+            bad = int(np.flatnonzero(~np.isfinite(x))[0])
+            raise NonFiniteObservation(
+                f"observation has a non-finite value at index {bad} ({np.asarray(obs)[bad]!r} "
+                f"as {self.dtype}); the controller state is unchanged"
+            )
+        return x
+
+    def __repr__(self) -> str:
+        s = self.spec
+        extra = f", window={s.window}" if s.window is not None else ""
+        return f"{type(self).__name__}(layers=[{s.topology}]{extra}, dtype={self.dtype})"
+
+
+class _WeightedController(Controller):
+    """HL and NcHL: a stored weight matrix per layer, updated after the forward pass."""
+
+    def reset(self, seed: int = 0) -> None:
+        seed = check_seed(seed)
+        t = self.topology
+        if self.spec.init_range > 0:
+            flat = uniform_weights(seed, t.synapses, self.spec.init_range, self.dtype)
+        else:
+            flat = np.zeros(t.synapses, dtype=self.dtype)
+        self.weights = []
+        k = 0
+        for p, n in t.shapes:
+            self.weights.append(flat[k:k + p * n].reshape(p, n).copy())
+            k += p * n
+
+    def step(self, obs: object) -> np.ndarray:
+        x = self._observe(obs)
+        acts = [x]
+        for w in self.weights:
+            x = np.tanh(w @ x)
+            acts.append(x)
+        clip = self.spec.clip
+        for l, w in enumerate(self.weights):
+            w += self._delta(l, acts[l], acts[l + 1])
+            if clip is not None:
+                np.clip(w, -clip, clip, out=w)
+        return acts[-1].copy()
+
+    def _delta(self, layer: int, x: np.ndarray, y: np.ndarray) -> np.ndarray:
+        raise NotImplementedError
+
+    def state(self) -> dict[str, np.ndarray]:
+        return {f"w{l}": w.copy() for l, w in enumerate(self.weights)}
+
+    def _load_state(self, state: dict[str, np.ndarray]) -> None:
+        self.weights = [state[f"w{l}"].copy() for l in range(len(self.weights))]
+
+
+class HL(_WeightedController):
+    """Synapse-centric ABCD rule: ``dw = eta (A x_i + B y_j + C x_i y_j + D)``."""
+
+    rule = "hl"
+
+    def _unpack(self, blocks: dict[str, np.ndarray]) -> None:
+        self.layer_params = []
+        k = 0
+        for p, n in self.topology.shapes:
+            self.layer_params.append(
+                {name: blocks[name][k:k + p * n].reshape(p, n) for name in ("A", "B", "C", "D", "eta")}
+            )
+            k += p * n
+
+    def _delta(self, layer: int, x: np.ndarray, y: np.ndarray) -> np.ndarray:
+        # eta * (((A*x_i + B*y_j) + C*(y_j*x_i)) + D), one rounding per operation
+        q = self.layer_params[layer]
+        d = q["A"] * x
+        d += q["B"] * y[:, None]
+        d += q["C"] * np.outer(y, x)
+        d += q["D"]
+        d *= q["eta"]
+        return d
+
+
+def nchl_layers(topology: Topology, blocks: Mapping[str, np.ndarray]) -> list[dict[str, np.ndarray]]:
+    """Per-layer NcHL parameters: pre-neuron vectors (``*_pre``), post-neuron ones (``*_post``)."""
+    off = topology.offsets
+    n0 = topology.n_in
+    out = []
+    for l in range(topology.n_layers):
+        pre = slice(off[l], off[l + 1])
+        post = slice(off[l + 1], off[l + 2])
+        out.append({
+            "eta_pre": blocks["eta"][pre], "A_pre": blocks["A"][pre],
+            "C_pre": blocks["C"][pre], "D_pre": blocks["D"][pre],
+            "eta_post": blocks["eta"][post], "B_post": blocks["B"][post.start - n0:post.stop - n0],
+            "C_post": blocks["C"][post], "D_post": blocks["D"][post],
+        })
+    return out
+
+
+def nchl_delta(q: Mapping[str, np.ndarray], x: np.ndarray, y: np.ndarray) -> np.ndarray:
+    """NcHL update of one layer, ``(post, pre)``, in the canonical operation order:
+
+    ``((eta_i + eta_j) * 0.5) * (((A_i x_i + B_j y_j) + (C_j y_j)(C_i x_i)) + D_j D_i)``
+    """
+    eta = (q["eta_post"][:, None] + q["eta_pre"][None, :]) * y.dtype.type(0.5)
+    d = (q["A_pre"] * x)[None, :] + (q["B_post"] * y)[:, None]
+    d += np.outer(q["C_post"] * y, q["C_pre"] * x)
+    d += np.outer(q["D_post"], q["D_pre"])
+    d *= eta
+    return d
+
+
+class NcHL(_WeightedController):
+    """Neuron-centric rule: synapse ``i -> j`` combines the parameters of ``i`` and ``j``."""
+
+    rule = "nchl"
+
+    def _unpack(self, blocks: dict[str, np.ndarray]) -> None:
+        self.layer_params = nchl_layers(self.topology, blocks)
+
+    def _delta(self, layer: int, x: np.ndarray, y: np.ndarray) -> np.ndarray:
+        return nchl_delta(self.layer_params[layer], x, y)
+
+
+class WNcHL(Controller):
+    """Weightless NcHL: weights are the sum of the last ``m`` NcHL updates, never stored.
+
+    State: ``acts``, a ring buffer ``(m, N)`` of the activations of every neuron
+    in the last ``m`` steps; ``pos``, the row the next step writes; ``count``,
+    how many rows hold a completed step (``min(t, m)``). The step being computed
+    is not part of its own window, so step ``t`` uses the updates of steps
+    ``t - m .. t - 1``.
+
+    The forward pass uses the low-rank structure of the NcHL update: with
+    ``x`` the current input of a layer, ``x(k)``/``y(k)`` its past pre/post
+    activations, ``W(t) x = sum_k dW(k) x`` reduces to per-step dot products
+    (``alpha..delta`` below), about ``4 m n + 2 m p`` multiply-adds per layer
+    instead of the ``m n p`` of building ``W``.
+    """
+
+    rule = "wnchl"
+
+    def _unpack(self, blocks: dict[str, np.ndarray]) -> None:
+        self.layer_params = nchl_layers(self.topology, blocks)
+        for q in self.layer_params:
+            q["etaA_pre"] = q["eta_pre"] * q["A_pre"]
+            q["etaC_pre"] = q["eta_pre"] * q["C_pre"]
+            q["etaD_pre"] = q["eta_pre"] * q["D_pre"]
+
+    @property
+    def window(self) -> int:
+        return int(self.spec.window)  # type: ignore[arg-type]
+
+    def reset(self, seed: int = 0) -> None:
+        check_seed(seed)  # the window starts empty: the seed has nothing to draw
+        self.acts = np.zeros((self.window, self.topology.neurons), dtype=self.dtype)
+        self.pos = 0
+        self.count = 0
+
+    def step(self, obs: object) -> np.ndarray:
+        x = self._observe(obs)
+        t = self.topology
+        off = t.offsets
+        past = self.acts[:self.count]  # rows 0..count-1 are exactly the filled ones
+        half = self.dtype.type(0.5)
+        k_count = self.dtype.type(self.count)
+        acts = [x]
+        for l, q in enumerate(self.layer_params):
+            xp = past[:, off[l]:off[l + 1]]
+            yp = past[:, off[l + 1]:off[l + 2]]
+            # per past step k: alpha, beta, gamma, delta = x(k) . (eta A x, A x, eta C x, C x)
+            coef = xp @ np.stack([q["etaA_pre"] * x, q["A_pre"] * x, q["etaC_pre"] * x, q["C_pre"] * x], axis=1)
+            alpha, beta = coef[:, 0].sum(), coef[:, 1].sum()
+            ysum, ygamma, ydelta = (yp.T @ np.column_stack([np.ones_like(coef[:, 0]), coef[:, 2], coef[:, 3]])).T
+            s_eta, s_1 = q["eta_pre"] @ x, x.sum()
+            d_eta, d_1 = q["etaD_pre"] @ x, q["D_pre"] @ x
+            eta_j = q["eta_post"]
+            z = (alpha + eta_j * beta
+                 + q["B_post"] * ysum * (s_eta + eta_j * s_1)
+                 + q["C_post"] * (ygamma + eta_j * ydelta)
+                 + k_count * q["D_post"] * (d_eta + eta_j * d_1)) * half
+            x = np.tanh(z).astype(self.dtype, copy=False)
+            acts.append(x)
+        self.acts[self.pos] = np.concatenate(acts)
+        self.pos = (self.pos + 1) % self.window
+        self.count = min(self.count + 1, self.window)
+        return x.copy()
+
+    def state(self) -> dict[str, np.ndarray]:
+        return {"acts": self.acts.copy(), "pos": np.uint32(self.pos), "count": np.uint32(self.count)}
+
+    def _load_state(self, state: dict[str, np.ndarray]) -> None:
+        pos, count = int(state["pos"]), int(state["count"])
+        if not (0 <= count <= self.window and 0 <= pos < self.window
+                and (count == self.window or pos == count)):
+            raise ValueError(f"inconsistent ring buffer position: pos={pos}, count={count}, window={self.window}")
+        self.acts, self.pos, self.count = state["acts"].copy(), pos, count
+
+
+CONTROLLERS: dict[str, type[Controller]] = {"hl": HL, "nchl": NcHL, "wnchl": WNcHL}
+
+
+def make_controller(spec: Spec, genome: object, dtype: object = np.float32) -> Controller:
+    """The reference controller for ``spec.rule`` with the given genome."""
+    return CONTROLLERS[spec.rule](spec, genome, dtype)

@@ -1,0 +1,93 @@
+"""What a controller is, apart from its genome: rule, topology and episode settings.
+
+A :class:`Spec` is everything the Python reference, the C generator and the
+ONNX exporter must agree on; the genome file stores it as JSON metadata.
+
+Genome layouts (all blocks concatenated in the order listed):
+
+* ``hl``: ``A | B | C | D | eta``, each block ``W`` values: the synapses of
+  layer 0, then layer 1, ..., each layer's ``(post, pre)`` matrix row-major.
+* ``nchl`` and ``wnchl``: ``eta | A | B | C | D`` per neuron, neurons in layer
+  order. Input neurons are never post-synaptic, so ``B`` skips them; output
+  neurons are never pre-synaptic, so ``A`` skips them: ``eta[N] A[N - n_L]
+  B[N - n_0] C[N] D[N]``, in all ``5N - n_0 - n_L`` values.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+from .errors import SpecError
+from .topology import Topology
+
+RULES = ("hl", "nchl", "wnchl")
+
+
+@dataclass(frozen=True)
+class Spec:
+    """Rule, topology and episode settings of a Hebbian controller.
+
+    ``window`` is the number of past steps weightless NcHL keeps (``m >= 1``;
+    only for ``wnchl``). ``init_range`` is ``r`` of the initial weights,
+    uniform in ``[-r, r)`` (``0`` = zeros, the default). ``clip`` bounds every
+    weight to ``[-clip, clip]`` after each update (``None`` = no clip).
+    """
+
+    rule: str
+    topology: Topology
+    window: int | None = None
+    init_range: float = 0.0
+    clip: float | None = None
+    blocks: tuple[tuple[str, int], ...] = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "topology", Topology.of(self.topology))
+        if self.rule not in RULES:
+            raise SpecError(f"unknown rule {self.rule!r}; choose one of {', '.join(RULES)}")
+        if self.rule == "wnchl":
+            w = self.window
+            if isinstance(w, bool) or not isinstance(w, int) or w < 1:
+                raise SpecError(
+                    f"weightless NcHL needs a window m >= 1 (an integer), got {w!r}"
+                )
+            if self.init_range != 0.0:
+                raise SpecError(
+                    "weightless NcHL stores no weights, so it cannot start from random "
+                    "ones: init_range must be 0"
+                )
+            if self.clip is not None:
+                raise SpecError("weightless NcHL stores no weights, so there is nothing to clip")
+        elif self.window is not None:
+            raise SpecError(f"a window only applies to rule 'wnchl', not {self.rule!r}")
+        r = self.init_range
+        if isinstance(r, bool) or not isinstance(r, (int, float)) or not math.isfinite(r) or r < 0:
+            raise SpecError(f"init_range must be a finite number >= 0, got {r!r}")
+        object.__setattr__(self, "init_range", float(r))
+        c = self.clip
+        if c is not None:
+            if isinstance(c, bool) or not isinstance(c, (int, float)) or not math.isfinite(c) or c <= 0:
+                raise SpecError(f"clip must be a finite number > 0 or None, got {c!r}")
+            object.__setattr__(self, "clip", float(c))
+        object.__setattr__(self, "blocks", _blocks(self.rule, self.topology))
+
+    @property
+    def genome_length(self) -> int:
+        return sum(n for _, n in self.blocks)
+
+    def describe_layout(self) -> str:
+        """Human-readable genome layout, for error messages and ``nchl params``."""
+        t = self.topology
+        blocks = " ".join(f"{name}[{n}]" for name, n in self.blocks)
+        if self.rule == "hl":
+            formula = f"5W = 5*{t.synapses}"
+        else:
+            formula = f"5N - n_0 - n_L = 5*{t.neurons} - {t.n_in} - {t.n_out}"
+        return f"rule {self.rule!r} on layers [{t}]: {formula} = {self.genome_length} values, {blocks}"
+
+
+def _blocks(rule: str, t: Topology) -> tuple[tuple[str, int], ...]:
+    if rule == "hl":
+        return tuple((name, t.synapses) for name in ("A", "B", "C", "D", "eta"))
+    n = t.neurons
+    return (("eta", n), ("A", n - t.n_out), ("B", n - t.n_in), ("C", n), ("D", n))
