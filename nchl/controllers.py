@@ -19,7 +19,7 @@ from typing import Mapping
 
 import numpy as np
 
-from .errors import GenomeError, NonFiniteObservation
+from .errors import GenomeError, NchlError, NonFiniteObservation
 from .prng import check_seed, uniform_weights
 from .spec import Spec
 from .topology import Topology
@@ -64,7 +64,7 @@ class Controller:
 
     def __init__(self, spec: Spec, genome: object, dtype: object = np.float32) -> None:
         if spec.rule != self.rule:
-            raise ValueError(f"{type(self).__name__} implements rule {self.rule!r}, spec says {spec.rule!r}")
+            raise NchlError(f"{type(self).__name__} implements rule {self.rule!r}, spec says {spec.rule!r}")
         self.spec = spec
         self.dtype = _check_dtype(dtype)
         self.genome = check_genome(spec, genome, self.dtype)
@@ -95,11 +95,11 @@ class Controller:
         """Replace the state with arrays of the shapes :meth:`state` returns."""
         current = self.state()
         if set(state) != set(current):
-            raise ValueError(f"state needs keys {sorted(current)}, got {sorted(state)}")
+            raise NchlError(f"state needs keys {sorted(current)}, got {sorted(state)}")
         for name, ref in current.items():
             arr = np.asarray(state[name])
             if arr.shape != ref.shape:
-                raise ValueError(f"state[{name!r}] must have shape {ref.shape}, got {arr.shape}")
+                raise NchlError(f"state[{name!r}] must have shape {ref.shape}, got {arr.shape}")
         self._load_state({k: np.asarray(v, dtype=current[k].dtype) for k, v in state.items()})
 
     def _load_state(self, state: dict[str, np.ndarray]) -> None:
@@ -109,7 +109,7 @@ class Controller:
         """Validate an observation before anything changes."""
         x = np.asarray(obs)
         if x.shape != (self.topology.n_in,):
-            raise ValueError(f"observation must have shape ({self.topology.n_in},), got {x.shape}")
+            raise NchlError(f"observation must have shape ({self.topology.n_in},), got {x.shape}")
         with np.errstate(over="ignore"):
             x = x.astype(self.dtype)
         if not np.isfinite(x).all():
@@ -269,32 +269,31 @@ class WNcHL(Controller):
 
     def step(self, obs: object) -> np.ndarray:
         x = self._observe(obs)
-        t = self.topology
-        off = t.offsets
+        off = self.topology.offsets
         past = self.acts[:self.count]  # rows 0..count-1 are exactly the filled ones
-        half = self.dtype.type(0.5)
-        k_count = self.dtype.type(self.count)
         acts = [x]
         for l, q in enumerate(self.layer_params):
-            xp = past[:, off[l]:off[l + 1]]
-            yp = past[:, off[l + 1]:off[l + 2]]
-            # per past step k: alpha, beta, gamma, delta = x(k) . (eta A x, A x, eta C x, C x)
-            coef = xp @ np.stack([q["etaA_pre"] * x, q["A_pre"] * x, q["etaC_pre"] * x, q["C_pre"] * x], axis=1)
-            alpha, beta = coef[:, 0].sum(), coef[:, 1].sum()
-            ysum, ygamma, ydelta = (yp.T @ np.column_stack([np.ones_like(coef[:, 0]), coef[:, 2], coef[:, 3]])).T
-            s_eta, s_1 = q["eta_pre"] @ x, x.sum()
-            d_eta, d_1 = q["etaD_pre"] @ x, q["D_pre"] @ x
-            eta_j = q["eta_post"]
-            z = (alpha + eta_j * beta
-                 + q["B_post"] * ysum * (s_eta + eta_j * s_1)
-                 + q["C_post"] * (ygamma + eta_j * ydelta)
-                 + k_count * q["D_post"] * (d_eta + eta_j * d_1)) * half
-            x = np.tanh(z).astype(self.dtype, copy=False)
+            x = self._layer(q, x, past[:, off[l]:off[l + 1]], past[:, off[l + 1]:off[l + 2]])
             acts.append(x)
         self.acts[self.pos] = np.concatenate(acts)
         self.pos = (self.pos + 1) % self.window
         self.count = min(self.count + 1, self.window)
         return x.copy()
+
+    def _layer(self, q: dict[str, np.ndarray], x: np.ndarray, xp: np.ndarray, yp: np.ndarray) -> np.ndarray:
+        """Output of one layer for input ``x``, given its past pre (``xp``) and post (``yp``) activations."""
+        # per past step k: alpha, beta, gamma, delta = x(k) . (eta A x, A x, eta C x, C x)
+        coef = xp @ np.stack([q["etaA_pre"] * x, q["A_pre"] * x, q["etaC_pre"] * x, q["C_pre"] * x], axis=1)
+        alpha, beta = coef[:, 0].sum(), coef[:, 1].sum()
+        ysum, ygamma, ydelta = (yp.T @ np.column_stack([np.ones_like(coef[:, 0]), coef[:, 2], coef[:, 3]])).T
+        s_eta, s_1 = q["eta_pre"] @ x, x.sum()
+        d_eta, d_1 = q["etaD_pre"] @ x, q["D_pre"] @ x
+        eta_j = q["eta_post"]
+        z = (alpha + eta_j * beta
+             + q["B_post"] * ysum * (s_eta + eta_j * s_1)
+             + q["C_post"] * (ygamma + eta_j * ydelta)
+             + self.dtype.type(len(xp)) * q["D_post"] * (d_eta + eta_j * d_1)) * self.dtype.type(0.5)
+        return np.tanh(z).astype(self.dtype, copy=False)
 
     def state(self) -> dict[str, np.ndarray]:
         return {"acts": self.acts.copy(), "pos": np.uint32(self.pos), "count": np.uint32(self.count)}
@@ -303,7 +302,7 @@ class WNcHL(Controller):
         pos, count = int(state["pos"]), int(state["count"])
         if not (0 <= count <= self.window and 0 <= pos < self.window
                 and (count == self.window or pos == count)):
-            raise ValueError(f"inconsistent ring buffer position: pos={pos}, count={count}, window={self.window}")
+            raise NchlError(f"inconsistent ring buffer position: pos={pos}, count={count}, window={self.window}")
         self.acts, self.pos, self.count = state["acts"].copy(), pos, count
 
 

@@ -19,6 +19,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from .errors import NchlError
+
 SEED_MIX = 0xA511E9B3
 GOLDEN = 0x9E3779B9
 SEED_MAX = 2**32 - 1
@@ -27,9 +29,9 @@ SEED_MAX = 2**32 - 1
 def check_seed(seed: object) -> int:
     """Episode seeds are uint32 so that C sees the same value."""
     if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)):
-        raise TypeError(f"seed must be an integer, got {seed!r}")
+        raise NchlError(f"seed must be an integer, got {seed!r}")
     if not 0 <= int(seed) <= SEED_MAX:
-        raise ValueError(f"seed must be in [0, 2**32 - 1], got {seed}")
+        raise NchlError(f"seed must be in [0, 2**32 - 1], got {seed}")
     return int(seed)
 
 

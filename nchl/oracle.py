@@ -1,0 +1,21 @@
+"""Naive reference of weightless NcHL, for tests and benchmarks only.
+
+It builds each layer's weight matrix from the window, ``W(t) = sum_k dW(k)``
+with the NcHL update itself, at ``O(m n p)`` per layer: the definition the
+low-rank :class:`~nchl.controllers.WNcHL` must reproduce. The product never
+uses it.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from .controllers import WNcHL, nchl_delta
+
+
+class NaiveWNcHL(WNcHL):
+    def _layer(self, q: dict[str, np.ndarray], x: np.ndarray, xp: np.ndarray, yp: np.ndarray) -> np.ndarray:
+        w = np.zeros((yp.shape[1], xp.shape[1]), dtype=self.dtype)
+        for pre, post in zip(xp, yp):
+            w += nchl_delta(q, pre, post)
+        return np.tanh(w @ x)

@@ -1,0 +1,93 @@
+"""Laws that relate the rules, checked by hypothesis over random topologies and genomes."""
+
+import numpy as np
+from hypothesis import given, settings, strategies as st
+
+from nchl import Spec, make_controller
+from nchl.controllers import nchl_layers
+from nchl.oracle import NaiveWNcHL
+from nchl.spec import Spec as _Spec
+
+topologies = st.lists(st.integers(1, 6), min_size=2, max_size=4)
+seeds = st.integers(0, 2**32 - 1)
+
+
+def random_run(spec_layers, seed, steps):
+    rng = np.random.default_rng(seed)
+    nchl = Spec("nchl", spec_layers)
+    genome = rng.uniform(-1, 1, nchl.genome_length)
+    obs = rng.uniform(-2, 2, (steps, spec_layers[0]))
+    return genome, obs
+
+
+def tied_hl_genome(layers, nchl_genome):
+    """HL genome with A_ij = A_i, B_ij = B_j, C_ij = C_i C_j, D_ij = D_i D_j, eta_ij = (eta_i + eta_j)/2."""
+    spec = Spec("nchl", layers)
+    blocks, k = {}, 0
+    for name, n in spec.blocks:
+        blocks[name] = nchl_genome[k:k + n]
+        k += n
+    per = {name: [] for name in ("A", "B", "C", "D", "eta")}
+    for q in nchl_layers(spec.topology, blocks):
+        per["A"].append(np.broadcast_to(q["A_pre"][None, :], (len(q["B_post"]), len(q["A_pre"]))))
+        per["B"].append(np.broadcast_to(q["B_post"][:, None], (len(q["B_post"]), len(q["A_pre"]))))
+        per["C"].append(np.outer(q["C_post"], q["C_pre"]))
+        per["D"].append(np.outer(q["D_post"], q["D_pre"]))
+        per["eta"].append((q["eta_post"][:, None] + q["eta_pre"][None, :]) / 2)
+    return np.concatenate([np.concatenate([m.ravel() for m in per[name]]) for name in per])
+
+
+@settings(max_examples=60, deadline=None)
+@given(layers=topologies, seed=seeds, steps=st.integers(1, 12))
+def test_nchl_equals_hl_with_neuron_derived_synapse_parameters(layers, seed, steps):
+    genome, obs = random_run(layers, seed, steps)
+    nchl = make_controller(Spec("nchl", layers), genome, np.float64)
+    hl = make_controller(Spec("hl", layers), tied_hl_genome(layers, genome), np.float64)
+    for o in obs:
+        np.testing.assert_allclose(hl.step(o), nchl.step(o), rtol=1e-9, atol=1e-12)
+    for wh, wn in zip(hl.weights, nchl.weights):
+        np.testing.assert_allclose(wh, wn, rtol=1e-9, atol=1e-12)
+
+
+@settings(max_examples=60, deadline=None)
+@given(layers=topologies, seed=seeds, steps=st.integers(1, 12), extra=st.integers(0, 3))
+def test_wnchl_with_window_at_least_episode_equals_nchl(layers, seed, steps, extra):
+    genome, obs = random_run(layers, seed, steps)
+    nchl = make_controller(Spec("nchl", layers), genome, np.float64)
+    wnchl = make_controller(Spec("wnchl", layers, window=steps + extra), genome, np.float64)
+    for o in obs:
+        np.testing.assert_allclose(wnchl.step(o), nchl.step(o), rtol=1e-9, atol=1e-12)
+
+
+@settings(max_examples=80, deadline=None)
+@given(layers=topologies, seed=seeds, steps=st.integers(1, 15), window=st.integers(1, 6))
+def test_low_rank_wnchl_equals_naive_oracle(layers, seed, steps, window):
+    genome, obs = random_run(layers, seed, steps)
+    spec = Spec("wnchl", layers, window=window)
+    fast = make_controller(spec, genome, np.float64)
+    naive = NaiveWNcHL(spec, genome, np.float64)
+    for o in obs:
+        np.testing.assert_allclose(fast.step(o), naive.step(o), rtol=1e-9, atol=1e-12)
+    s_fast, s_naive = fast.state(), naive.state()
+    for k in s_fast:
+        np.testing.assert_allclose(s_fast[k], s_naive[k], rtol=1e-9, atol=1e-12)
+
+
+# Stated tolerance: float32 follows float64 to within 2e-4 absolute on every action
+# over 20 steps with genome values in [-1, 1] and observations in [-2, 2].
+F32_TOL = 2e-4
+
+
+@settings(max_examples=60, deadline=None)
+@given(layers=topologies, seed=seeds, rule=st.sampled_from(["hl", "nchl", "wnchl"]), window=st.integers(1, 8))
+def test_float32_follows_float64(layers, seed, rule, window):
+    rng = np.random.default_rng(seed)
+    spec = _Spec(rule, layers, window=window if rule == "wnchl" else None)
+    genome = rng.uniform(-1, 1, spec.genome_length)
+    obs = rng.uniform(-2, 2, (20, layers[0]))
+    c32 = make_controller(spec, genome, np.float32)
+    c64 = make_controller(spec, genome, np.float64)
+    for o in obs:
+        a32, a64 = c32.step(o), c64.step(o)
+        assert a32.dtype == np.float32 and a64.dtype == np.float64
+        np.testing.assert_allclose(a32, a64, rtol=0, atol=F32_TOL)
