@@ -207,16 +207,22 @@ def nchl_layers(topology: Topology, blocks: Mapping[str, np.ndarray]) -> list[di
     return out
 
 
+def add_synapse_constants(q: dict[str, np.ndarray]) -> None:
+    """Precompute the per-synapse constants of :func:`nchl_delta` (C computes them on the fly,
+    with the same operations, hence the same bits)."""
+    q["eta_syn"] = (q["eta_post"][:, None] + q["eta_pre"][None, :]) * q["eta_pre"].dtype.type(0.5)
+    q["DD"] = np.multiply.outer(q["D_post"], q["D_pre"])
+
+
 def nchl_delta(q: Mapping[str, np.ndarray], x: np.ndarray, y: np.ndarray) -> np.ndarray:
     """NcHL update of one layer, ``(post, pre)``, in the canonical operation order:
 
     ``((eta_i + eta_j) * 0.5) * (((A_i x_i + B_j y_j) + (C_j y_j)(C_i x_i)) + D_j D_i)``
     """
-    eta = (q["eta_post"][:, None] + q["eta_pre"][None, :]) * y.dtype.type(0.5)
-    d = (q["A_pre"] * x)[None, :] + (q["B_post"] * y)[:, None]
-    d += np.outer(q["C_post"] * y, q["C_pre"] * x)
-    d += np.outer(q["D_post"], q["D_pre"])
-    d *= eta
+    d = np.add.outer(q["B_post"] * y, q["A_pre"] * x)
+    d += np.multiply.outer(q["C_post"] * y, q["C_pre"] * x)
+    d += q["DD"]
+    d *= q["eta_syn"]
     return d
 
 
@@ -227,6 +233,8 @@ class NcHL(_WeightedController):
 
     def _unpack(self, blocks: dict[str, np.ndarray]) -> None:
         self.layer_params = nchl_layers(self.topology, blocks)
+        for q in self.layer_params:
+            add_synapse_constants(q)
 
     def _delta(self, layer: int, x: np.ndarray, y: np.ndarray) -> np.ndarray:
         return nchl_delta(self.layer_params[layer], x, y)

@@ -10,10 +10,15 @@ from __future__ import annotations
 
 import numpy as np
 
-from .controllers import WNcHL, nchl_delta
+from .controllers import WNcHL, add_synapse_constants, nchl_delta
 
 
 class NaiveWNcHL(WNcHL):
+    def _unpack(self, blocks: dict[str, np.ndarray]) -> None:
+        super()._unpack(blocks)
+        for q in self.layer_params:
+            add_synapse_constants(q)
+
     def _layer(self, q: dict[str, np.ndarray], x: np.ndarray, xp: np.ndarray, yp: np.ndarray) -> np.ndarray:
         w = np.zeros((yp.shape[1], xp.shape[1]), dtype=self.dtype)
         for pre, post in zip(xp, yp):
