@@ -1,0 +1,53 @@
+"""One episode of a controller in a task environment."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import gymnasium as gym
+import numpy as np
+
+from nchl.controllers import Controller
+
+
+@dataclass
+class RolloutResult:
+    fitness: float          # distance travelled forward (x_position at the end minus at reset)
+    env_return: float       # the environment's own return
+    steps: int
+    reason: str             # time_limit | terminated | no_progress | unstable
+    obs: np.ndarray | None = None      # (steps, n_in) observations given to the controller
+    actions: np.ndarray | None = None  # (steps, n_out) actions it returned
+
+    def as_dict(self) -> dict:
+        return {"fitness": self.fitness, "env_return": self.env_return, "steps": self.steps, "reason": self.reason}
+
+
+def rollout(env: gym.Env, controller: Controller, seed: int, record: bool = False) -> RolloutResult:
+    """Run one episode; ``seed`` seeds both the environment and the controller's reset.
+
+    With ``record``, the observation/action trace is kept for C and firmware replay.
+    """
+    obs, info = env.reset(seed=seed)
+    controller.reset(seed)
+    x0 = float(info["x_position"])
+    total, steps = 0.0, 0
+    trace_obs, trace_act = [], []
+    while True:
+        action = controller.step(obs)
+        if record:
+            trace_obs.append(np.array(obs, dtype=np.float64))
+            trace_act.append(action)
+        obs, reward, terminated, truncated, info = env.step(action)
+        total += float(reward)
+        steps += 1
+        if terminated or truncated:
+            break
+    if terminated:
+        reason = "unstable" if info.get("unstable") else "terminated"
+    else:
+        reason = "no_progress" if info.get("no_progress") else "time_limit"
+    result = RolloutResult(float(info["x_position"]) - x0, total, steps, reason)
+    if record:
+        result.obs, result.actions = np.array(trace_obs), np.array(trace_act)
+    return result

@@ -1,0 +1,101 @@
+"""The task registry: named locomotion tasks as Gymnasium environments.
+
+A task fixes the environment, its settings, the episode length and the default
+hidden layers of the controller. Every task reports the forward position it is
+scored on as ``info["x_position"]`` (Ant: torso x; VSR: centre of mass x), so a
+rollout's fitness is the same quantity for all of them: the distance travelled
+forward over the episode.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from functools import cached_property
+
+import gymnasium as gym
+
+from nchl.errors import NchlError
+from nchl.topology import Topology
+
+
+class UnknownTask(NchlError):
+    pass
+
+
+class NoProgressStop(gym.Wrapper):
+    """The paper's early stop: after ``after`` steps, stop an episode once the
+    forward progress has been negative for ``patience`` consecutive steps
+    (``truncated`` with ``info["no_progress"] = True``)."""
+
+    def __init__(self, env: gym.Env, after: int = 200, patience: int = 30) -> None:
+        super().__init__(env)
+        self.after, self.patience = after, patience
+
+    def reset(self, **kwargs):
+        obs, info = self.env.reset(**kwargs)
+        self._t, self._streak, self._x = 0, 0, info["x_position"]
+        return obs, info
+
+    def step(self, action):
+        obs, reward, terminated, truncated, info = self.env.step(action)
+        self._t += 1
+        x = info["x_position"]
+        self._streak = self._streak + 1 if x < self._x else 0
+        self._x = x
+        if self._t > self.after and self._streak >= self.patience and not terminated:
+            truncated = True
+            info = {**info, "no_progress": True}
+        return obs, reward, terminated, truncated, info
+
+
+@dataclass(frozen=True)
+class Task:
+    name: str
+    env_id: str
+    description: str
+    hidden: tuple[int, ...]
+    episode_steps: int = 1000
+    kwargs: dict = field(default_factory=dict)
+
+    def make_env(self, early_stop: bool = False) -> gym.Env:
+        """A fresh environment; ``early_stop`` adds :class:`NoProgressStop`."""
+        env = gym.make(self.env_id, max_episode_steps=self.episode_steps, **self.kwargs)
+        return NoProgressStop(env) if early_stop else env
+
+    @cached_property
+    def sizes(self) -> tuple[int, int]:
+        """(observation size, action size)."""
+        env = self.make_env()
+        try:
+            return env.observation_space.shape[0], env.action_space.shape[0]
+        finally:
+            env.close()
+
+    def topology(self, hidden: tuple[int, ...] | None = None) -> Topology:
+        n_in, n_out = self.sizes
+        return Topology((n_in, *(self.hidden if hidden is None else hidden), n_out))
+
+
+VSR_ID = "nchl/VSRWalker-v0"
+
+TASKS: dict[str, Task] = {t.name: t for t in (
+    Task("ant", "Ant-v5", "MuJoCo Ant (Gymnasium Ant-v5), observation without contact forces",
+         hidden=(128, 64), kwargs={"include_cfrc_ext_in_observation": False}),
+    Task("ant-contacts", "Ant-v5", "MuJoCo Ant (Gymnasium Ant-v5), observation with contact forces",
+         hidden=(128, 64), kwargs={"include_cfrc_ext_in_observation": True}),
+    Task("vsr-high", VSR_ID, "4x3 VSR biped on flat ground, high sensing (all sensors, all voxels)",
+         hidden=(32, 32), kwargs={"sensors": "high"}),
+    Task("vsr-medium", VSR_ID, "4x3 VSR biped on flat ground, medium sensing",
+         hidden=(32, 32), kwargs={"sensors": "medium"}),
+    Task("vsr-low", VSR_ID, "4x3 VSR biped on flat ground, low sensing",
+         hidden=(32, 32), kwargs={"sensors": "low"}),
+    Task("vsr-high-uneven", VSR_ID, "4x3 VSR biped on uneven ground (random steps), high sensing",
+         hidden=(32, 32), kwargs={"sensors": "high", "terrain": "uneven"}),
+)}
+
+
+def get_task(name: str) -> Task:
+    try:
+        return TASKS[name]
+    except KeyError:
+        raise UnknownTask(f"unknown task {name!r}; choose one of {', '.join(TASKS)}") from None

@@ -1,0 +1,205 @@
+"""Tasks: VSR physics sanity, Gymnasium conformance, registry, rollouts."""
+
+import warnings
+
+import gymnasium as gym
+import numpy as np
+import pytest
+from gymnasium.utils.env_checker import check_env
+
+import nchl_sim
+from nchl import NchlError, Spec, make_controller
+from nchl_sim import TASKS, get_task, rollout
+from nchl_sim.vsr import BodyError, VSRParams, parse_body
+from nchl_sim.vsr_env import VSRWalkerEnv
+
+
+def run(env, actions):
+    for a in actions:
+        _, _, terminated, _, info = env.step(a)
+        assert not terminated, info
+    return env
+
+
+def test_zero_control_settles_at_rest_areas():
+    env = VSRWalkerEnv()
+    env.reset(seed=0)
+    run(env, [np.zeros(10)] * 150)
+    np.testing.assert_allclose(env.voxel_areas() / 0.2**2, 1.0, atol=0.03)
+    assert np.abs(env.data.qvel).max() < 1e-3
+    assert env.positions()[:, 1].min() > 0  # standing on the ground, not through it
+
+
+@pytest.mark.parametrize("u", [1.0, -1.0])
+def test_full_actuation_scales_areas_by_configured_amount(u):
+    a = VSRParams().actuation
+    env = VSRWalkerEnv()
+    env.reset(seed=0)
+    run(env, [np.full(10, u)] * 150)
+    np.testing.assert_allclose(env.voxel_areas() / 0.2**2, (1 + a * u) ** 2, rtol=0.03)
+
+
+@pytest.mark.parametrize("terrain", ["flat", "uneven"])
+def test_random_controls_for_a_full_episode_stay_bounded(terrain):
+    env = VSRWalkerEnv(terrain=terrain)
+    env.reset(seed=0)
+    rng = np.random.default_rng(0)
+    masses = env.model.body_mass[1:]
+    for _ in range(1000):
+        obs, _, terminated, _, info = env.step(rng.uniform(-1, 1, 10))
+        assert not terminated, info
+        assert np.isfinite(env.data.qpos).all() and np.isfinite(obs).all()
+        kinetic = 0.5 * np.sum(masses * env.data.qvel.reshape(-1, 2).T ** 2)
+        assert kinetic < 5.0  # J; the body weighs under 1 kg
+    z = env.positions()[:, 1]
+    assert z.min() > -0.05 and z.max() < 2.0
+
+
+def sine_gait(env, steps, freq=2.0, phase=np.pi / 2):
+    cols = env.vsr.voxels[:, 1]
+    return [np.sin(2 * np.pi * freq * t * env.dt - phase * cols) for t in range(steps)]
+
+
+def test_open_loop_sine_gait_walks_forward():
+    env = VSRWalkerEnv()
+    _, info = env.reset(seed=0)
+    run(env, sine_gait(env, 500))
+    assert env.com_x() - info["x_position"] > 0.5  # metres in 10 s
+
+
+@pytest.mark.parametrize("body, match", [
+    ([], "empty"),
+    (["#.#"], "4-connected"),
+    (["##", "#"], "rectangular"),
+    (["..", ".."], "no voxel"),
+    (["#x"], "only use"),
+    ("##", "not a single string"),
+    ([[2, 0]], "booleans or 0/1"),
+])
+def test_bad_bodies(body, match):
+    with pytest.raises(BodyError, match=match):
+        parse_body(body)
+
+
+def test_any_connected_grid_builds():
+    env = VSRWalkerEnv(body=[[1, 1, 1], [0, 1, 0]], sensors="medium")
+    assert env.action_space.shape == (4,)
+    assert env.observation_space.shape == (4 * 2 + 3 * 2,)
+
+
+@pytest.mark.parametrize("name, obs, act", [
+    ("ant", 27, 8), ("ant-contacts", 105, 8), ("vsr-high", 50, 10), ("vsr-medium", 28, 10),
+    ("vsr-low", 12, 10), ("vsr-high-uneven", 50, 10)])
+def test_registry_sizes(name, obs, act):
+    assert get_task(name).sizes == (obs, act)
+
+
+def test_unknown_task_lists_choices():
+    with pytest.raises(NchlError, match="unknown task 'walker'.*ant, ant-contacts"):
+        get_task("walker")
+    with pytest.raises(NchlError, match="unknown sensor configuration"):
+        VSRWalkerEnv(sensors="ultra")
+    with pytest.raises(NchlError, match="unknown terrain"):
+        VSRWalkerEnv(terrain="ice")
+
+
+@pytest.mark.parametrize("name", ["ant", "vsr-high", "vsr-medium", "vsr-low", "vsr-high-uneven"])
+def test_check_env_passes(name):
+    env = get_task(name).make_env()
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=".*infinity.*")  # Ant's own unbounded Box
+        check_env(env.unwrapped, skip_render_check=True)
+
+
+def test_registered_gymnasium_id():
+    env = gym.make("nchl/VSRWalker-v0", sensors="low")
+    assert env.observation_space.shape == (12,)
+    assert env.spec.max_episode_steps == 1000
+
+
+@pytest.mark.parametrize("name", ["ant", "vsr-high"])
+def test_rollouts_are_deterministic_and_record_traces(name):
+    task = get_task(name)
+    spec = Spec("nchl", task.topology())
+    c = make_controller(spec, np.random.default_rng(3).uniform(-1, 1, spec.genome_length))
+    env = task.make_env(early_stop=True)
+    a = rollout(env, c, seed=5, record=True)
+    b = rollout(env, c, seed=5, record=True)
+    assert a.as_dict() == b.as_dict()
+    np.testing.assert_array_equal(a.obs, b.obs)
+    assert a.obs.shape == (a.steps, task.sizes[0]) and a.actions.shape == (a.steps, task.sizes[1])
+    # replaying the recorded observations reproduces the recorded actions
+    c.reset(5)
+    np.testing.assert_array_equal(np.array([c.step(o) for o in a.obs]), a.actions)
+
+
+def test_ant_seeds_differ():
+    task = get_task("ant")
+    spec = Spec("nchl", task.topology())
+    c = make_controller(spec, np.random.default_rng(3).uniform(-1, 1, spec.genome_length))
+    env = task.make_env()
+    assert rollout(env, c, seed=1).fitness != rollout(env, c, seed=2).fitness
+
+
+class Backwards:
+    """A controller that walks the VSR backwards with a sine gait."""
+
+    def __init__(self, env):
+        self.env = env
+
+    def reset(self, seed):
+        self.t = 0
+
+    def step(self, obs):
+        cols = self.env.unwrapped.vsr.voxels[:, 1]
+        self.t += 1
+        return np.sin(2 * np.pi * 2.0 * self.t * self.env.unwrapped.dt + np.pi / 2 * cols)  # phase reversed
+
+
+def test_early_stop_after_200_steps_of_which_30_backwards():
+    env = get_task("vsr-high").make_env(early_stop=True)
+    r = rollout(env, Backwards(env), seed=0)
+    assert r.reason == "no_progress" and 200 < r.steps < 1000 and r.fitness < 0
+    r_full = rollout(get_task("vsr-high").make_env(), Backwards(env), seed=0)
+    assert r_full.reason == "time_limit" and r_full.steps == 1000
+
+
+class ScriptedX(gym.Env):
+    """Reports a scripted x position per step, to pin the early-stop rule exactly."""
+
+    observation_space = gym.spaces.Box(-1, 1, (1,))
+    action_space = gym.spaces.Box(-1, 1, (1,))
+
+    def __init__(self, xs):
+        self.xs = xs
+
+    def reset(self, *, seed=None, options=None):
+        self.t = 0
+        return np.zeros(1, np.float32), {"x_position": 0.0}
+
+    def step(self, action):
+        self.t += 1
+        return np.zeros(1, np.float32), 0.0, False, self.t == len(self.xs), {"x_position": self.xs[self.t - 1]}
+
+
+def forward_then_back(back_from):
+    return [t if t < back_from else 2 * back_from - t for t in range(1, 1001)]
+
+
+@pytest.mark.parametrize("xs, expect_stop_at", [
+    (forward_then_back(100), 201),   # the streak began before step 200: stop as soon as allowed
+    (forward_then_back(190), 220),
+    (forward_then_back(250), 280),
+    ([-(t % 30) - t // 30 * 0.1 for t in range(1, 1001)], None),  # 29 steps back, 1 forward: never 30
+])
+def test_no_progress_rule(xs, expect_stop_at):
+    env = nchl_sim.NoProgressStop(ScriptedX(xs))
+    env.reset()
+    for t in range(1, 1001):
+        *_, truncated, info = env.step(np.zeros(1))
+        if truncated:
+            break
+    if expect_stop_at is None:
+        assert t == 1000 and "no_progress" not in info
+    else:
+        assert (t, info.get("no_progress")) == (expect_stop_at, True)
