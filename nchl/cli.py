@@ -42,6 +42,45 @@ def cmd_params(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_tasks(args: argparse.Namespace) -> int:
+    from nchl_sim import TASKS
+
+    rows = []
+    for t in TASKS.values():
+        n_in, n_out = t.sizes
+        rows.append({"name": t.name, "env_id": t.env_id, "obs": n_in, "act": n_out,
+                     "layers": list(t.topology().layers), "episode_steps": t.episode_steps,
+                     "description": t.description})
+    if args.json:
+        print(json.dumps(rows, indent=2))
+    else:
+        print(f"{'task':<17}{'obs':>5}{'act':>5}  {'default layers':<17}{'steps':>6}  description")
+        for r in rows:
+            layers = ",".join(map(str, r["layers"]))
+            print(f"{r['name']:<17}{r['obs']:>5}{r['act']:>5}  {layers:<17}{r['episode_steps']:>6}  {r['description']}")
+    return 0
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    """Parameter table of the Ant network, then one random NcHL episode per task."""
+    import numpy as np
+
+    from nchl_sim import TASKS, rollout
+
+    from .controllers import make_controller
+    from .spec import Spec
+
+    cmd_params(argparse.Namespace(layers=TASKS["ant"].topology(), window=10, json=False, plot=None))
+    print(f"\none episode per task, NcHL with a random genome (seed {args.seed}):")
+    print(f"{'task':<17}{'fitness m':>10}{'return':>10}{'steps':>7}  reason")
+    for task in TASKS.values():
+        spec = Spec("nchl", task.topology())
+        genome = np.random.default_rng(args.seed).uniform(-1, 1, spec.genome_length)
+        r = rollout(task.make_env(early_stop=True), make_controller(spec, genome), seed=args.seed)
+        print(f"{task.name:<17}{r.fitness:>10.3f}{r.env_return:>10.2f}{r.steps:>7}  {r.reason}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="nchl", description="Neuron-centric Hebbian controllers: evolve, generate C, verify.")
     p.add_argument("--version", action="version", version=f"nchl {__version__}")
@@ -53,6 +92,14 @@ def build_parser() -> argparse.ArgumentParser:
     q.add_argument("--json", action="store_true", help="print JSON instead of a table")
     q.add_argument("--plot", metavar="PNG", help="also draw the paper's Fig. 1 (parameters vs depth and width)")
     q.set_defaults(func=cmd_params)
+
+    q = sub.add_parser("tasks", help="list the locomotion tasks with their sizes and default layers")
+    q.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    q.set_defaults(func=cmd_tasks)
+
+    q = sub.add_parser("demo", help="the main job for now: memory table and one NcHL episode per task")
+    q.add_argument("--seed", type=int, default=0)
+    q.set_defaults(func=cmd_demo)
     return p
 
 

@@ -1,0 +1,48 @@
+"""The nchl command, run as a user runs it (a subprocess from another directory)."""
+
+import json
+import subprocess
+import sys
+
+import pytest
+
+
+def nchl(*args, cwd):
+    return subprocess.run([sys.executable, "-m", "nchl.cli", *args], cwd=cwd, capture_output=True, text=True)
+
+
+def test_params_json_matches_paper_counts(tmp_path):
+    r = nchl("params", "--layers", "28,128,64,8", "--window", "10", "--json", cwd=tmp_path)
+    assert r.returncode == 0, r.stderr
+    rows = {x["rule"]: x for x in json.loads(r.stdout)["rules"]}
+    assert rows["hl"]["genome_length"] == 61_440 and rows["nchl"]["genome_length"] == 1_104
+    assert rows["wnchl"]["state_bytes"] == 4 * 10 * 228 + 8
+
+
+def test_params_plot_writes_png(tmp_path):
+    r = nchl("params", "--layers", "28,128,64,8", "--plot", "fig1.png", cwd=tmp_path)
+    assert r.returncode == 0, r.stderr
+    assert (tmp_path / "fig1.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+@pytest.mark.parametrize("args, message", [
+    (["params", "--layers", "28,0,8"], "layer 1 has size 0"),
+    (["params", "--layers", "28,x"], "cannot read layer sizes"),
+    (["params", "--layers", "28,8", "--window", "0"], "window m >= 1"),
+])
+def test_bad_arguments_exit_2_with_message(tmp_path, args, message):
+    r = nchl(*args, cwd=tmp_path)
+    assert r.returncode == 2 and message in r.stderr and "Traceback" not in r.stderr
+
+
+def test_tasks_json(tmp_path):
+    r = nchl("tasks", "--json", cwd=tmp_path)
+    assert r.returncode == 0, r.stderr
+    tasks = {t["name"]: t for t in json.loads(r.stdout)}
+    assert tasks["ant"]["layers"] == [27, 128, 64, 8] and tasks["vsr-low"]["obs"] == 12
+
+
+def test_demo_runs(tmp_path):
+    r = nchl("demo", cwd=tmp_path)
+    assert r.returncode == 0, r.stderr
+    assert "vsr-high-uneven" in r.stdout and "55.3x fewer" in r.stdout
