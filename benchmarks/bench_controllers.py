@@ -12,12 +12,12 @@ JSON (also written to --json PATH).
 from __future__ import annotations
 
 import argparse
-import json
 import platform
 import statistics
 import time
 
 import numpy as np
+from common import emit_json
 
 import nchl
 from nchl import Spec, make_controller
@@ -81,11 +81,7 @@ def main() -> None:
         print(f"{k:<22}{v:>12.0f}{1e6 / v:>10.1f}")
     print("WNcHL low-rank speed-up over naive: " + ", ".join(
         f"m={m}: {s:.1f}x" for m, s in result["lowrank_speedup"].items()))
-    text = json.dumps(result, indent=2)
-    print(text)
-    if args.json:
-        with open(args.json, "w") as f:
-            f.write(text + "\n")
+    emit_json(result, args.json)
 
 
 if __name__ == "__main__":

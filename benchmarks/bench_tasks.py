@@ -12,11 +12,11 @@ by round on the same process; reported are medians over rounds and the ratio
 from __future__ import annotations
 
 import argparse
-import json
 import statistics
 import time
 
 import numpy as np
+from common import emit_json
 
 from nchl import Spec, make_controller
 from nchl_sim import TASKS, get_task
@@ -66,11 +66,7 @@ def main() -> None:
     print(f"{'task':<17}{'bare steps/s':>14}{'+NcHL steps/s':>15}{'ratio':>8}")
     for r in results:
         print(f"{r['task']:<17}{r['bare_steps_per_s']:>14.0f}{r['nchl_steps_per_s']:>15.0f}{r['ratio']:>8.2f}")
-    text = json.dumps(out, indent=2)
-    print(text)
-    if args.json:
-        with open(args.json, "w") as f:
-            f.write(text + "\n")
+    emit_json(out, args.json)
 
 
 if __name__ == "__main__":
