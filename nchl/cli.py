@@ -81,6 +81,101 @@ def cmd_demo(args: argparse.Namespace) -> int:
     return 0
 
 
+_EVOLVE_FLAGS = ("task", "rule", "window", "layers", "generations", "popsize", "sigma", "init_range", "clip",
+                 "episodes", "seed", "workers", "optimizer")
+
+
+def cmd_evolve(args: argparse.Namespace) -> int:
+    from .evolution import EvolveConfig, Run, load_toml
+
+    if args.resume:
+        given = [f for f in _EVOLVE_FLAGS if f != "generations" and getattr(args, f) is not None]
+        if given or args.config or args.out:
+            raise NchlError("--resume continues a run with its saved settings; only --generations "
+                            f"may change (got {', '.join(given) or '--config/--out'})")
+        run = Run(args.resume, resume=True, generations=args.generations)
+    else:
+        values = load_toml(args.config) if args.config else {}
+        out = args.out or values.pop("out", None)
+        values.pop("out", None)
+        values.update({f: getattr(args, f) for f in _EVOLVE_FLAGS if getattr(args, f) is not None})
+        if args.no_early_stop:
+            values["early_stop"] = False
+        if out is None:
+            raise NchlError("say where the run goes: --out DIR (or 'out' in the config file)")
+        config = EvolveConfig.from_mapping(values, args.config or "command line")
+        run = Run(out, config)
+    try:
+        run.run()
+    except KeyboardInterrupt:
+        print(f"interrupted: generation {run.state['generation']} is the last checkpoint; "
+              f"continue with: nchl evolve --resume {run.out}", file=sys.stderr)
+        return 130
+    return 0
+
+
+def _deploy_spec(genome, rule: str | None, window: int | None):
+    """The genome's own spec, or NcHL <-> WNcHL redeployment of the same genome."""
+    from .spec import Spec
+
+    spec = genome.spec
+    if rule is None and window is None:
+        return spec
+    rule = rule or spec.rule
+    if {rule, spec.rule} - {"nchl", "wnchl"}:
+        raise NchlError(f"a {spec.rule} genome can only run as {spec.rule}"
+                        + (" (or nchl/wnchl)" if spec.rule in ("nchl", "wnchl") else ""))
+    return Spec(rule, spec.topology, window=window if rule == "wnchl" else None,
+                init_range=spec.init_range if rule != "wnchl" else 0.0,
+                clip=spec.clip if rule != "wnchl" else None)
+
+
+def cmd_evaluate(args: argparse.Namespace) -> int:
+    import numpy as np
+
+    from nchl_sim import get_task, rollout
+
+    from .evolution import evaluate_genome
+    from .genome import Genome
+
+    genome = Genome.load(args.genome)
+    spec = _deploy_spec(genome, args.rule, args.window)
+    task_name = args.task or genome.task
+    if task_name is None:
+        raise NchlError(f"{args.genome} names no task; pass --task")
+    task = get_task(task_name)
+    if task.sizes != (spec.topology.n_in, spec.topology.n_out):
+        raise NchlError(f"genome layers [{spec.topology}] do not fit task {task_name!r} {task.sizes}")
+    stats = evaluate_genome(spec, genome.values, task_name, args.episodes, args.seed, args.workers,
+                            early_stop=args.early_stop, log=lambda m: print(m, file=sys.stderr))
+    stats.update({"task": task_name, "rule": spec.rule, "window": spec.window, "genome": str(args.genome)})
+    if args.trace:
+        r = rollout(task.make_env(early_stop=args.early_stop), genome.controller(spec=spec), args.seed, record=True)
+        np.savez(args.trace, obs=r.obs, actions=r.actions, metadata=np.array(json.dumps({
+            "task": task_name, "seed": args.seed, "rule": spec.rule, "window": spec.window,
+            "layers": list(spec.topology.layers), "genome_sha256": genome.sha256(), "fitness": r.fitness,
+            "dtype": "float32"})))
+        stats["trace"] = args.trace
+    if args.json:
+        print(json.dumps(stats, indent=2))
+    else:
+        print(f"{task_name}, {spec.rule}{'' if spec.window is None else f' (m={spec.window})'}, "
+              f"{args.episodes} episodes: mean {stats['mean']:.3f}  std {stats['std']:.3f}  "
+              f"min {stats['min']:.3f}  max {stats['max']:.3f}")
+    return 0
+
+
+def cmd_plot(args: argparse.Namespace) -> int:
+    from .plots import plot_runs
+
+    summary = plot_runs(args.runs, args.output)
+    for label, s in summary.items():
+        print(f"{label:<28} {s['runs']:>3} runs  {s['generations']:>5} gens  final best {s['final_mean']:.3f} "
+              f"+- {s['final_std']:.3f}")
+    print(f"wrote {args.output}", file=sys.stderr)
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="nchl", description="Neuron-centric Hebbian controllers: evolve, generate C, verify.")
     p.add_argument("--version", action="version", version=f"nchl {__version__}")
@@ -96,6 +191,44 @@ def build_parser() -> argparse.ArgumentParser:
     q = sub.add_parser("tasks", help="list the locomotion tasks with their sizes and default layers")
     q.add_argument("--json", action="store_true", help="print JSON instead of a table")
     q.set_defaults(func=cmd_tasks)
+
+    q = sub.add_parser("evolve", help="evolve rule parameters on a task (CMA-ES / sep-CMA / OpenAI-ES)")
+    q.add_argument("--config", metavar="TOML", help="settings file; flags given here override it")
+    q.add_argument("--task")
+    q.add_argument("--rule", choices=["hl", "nchl", "wnchl"])
+    q.add_argument("--window", type=int, help="WNcHL window m")
+    q.add_argument("--layers", type=_layers, help="full layer sizes (default: the task's)")
+    q.add_argument("--generations", type=int)
+    q.add_argument("--popsize", type=int)
+    q.add_argument("--sigma", type=float, help="initial step size (default 0.1)")
+    q.add_argument("--init-range", dest="init_range", type=float, help="initial weights uniform in [-r, r) (default 0: zeros)")
+    q.add_argument("--clip", type=float, help="symmetric weight clip (default none)")
+    q.add_argument("--episodes", type=int, help="rollouts averaged per candidate (default 1)")
+    q.add_argument("--seed", type=int)
+    q.add_argument("--workers", type=int, help="worker processes (default 2)")
+    q.add_argument("--optimizer", choices=["auto", "cma", "sep-cma", "openai-es"])
+    q.add_argument("--no-early-stop", action="store_true", help="run every episode to its full length")
+    q.add_argument("--out", metavar="DIR", help="run directory (new)")
+    q.add_argument("--resume", metavar="DIR", help="continue the run in DIR (optionally with more --generations)")
+    q.set_defaults(func=cmd_evolve)
+
+    q = sub.add_parser("evaluate", help="fitness statistics of a genome over seeded rollouts")
+    q.add_argument("genome", help="genome file (.npz)")
+    q.add_argument("--episodes", type=int, default=10)
+    q.add_argument("--seed", type=int, default=0, help="first episode seed (default 0)")
+    q.add_argument("--task", help="default: the genome's task")
+    q.add_argument("--rule", choices=["nchl", "wnchl"], help="redeploy an NcHL genome as WNcHL or back")
+    q.add_argument("--window", type=int, help="WNcHL window m")
+    q.add_argument("--workers", type=int, default=2)
+    q.add_argument("--early-stop", action="store_true", help="apply the evolution early stop (default off)")
+    q.add_argument("--trace", metavar="NPZ", help="record observations/actions of the first episode")
+    q.add_argument("--json", action="store_true")
+    q.set_defaults(func=cmd_evaluate)
+
+    q = sub.add_parser("plot", help="fitness curves and final-best box plots of runs, grouped by rule")
+    q.add_argument("runs", nargs="+", metavar="RUN_DIR")
+    q.add_argument("-o", "--output", default="fitness.png")
+    q.set_defaults(func=cmd_plot)
 
     q = sub.add_parser("demo", help="the main job for now: memory table and one NcHL episode per task")
     q.add_argument("--seed", type=int, default=0)

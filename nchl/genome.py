@@ -19,7 +19,6 @@ import io
 import json
 import math
 import os
-import tempfile
 import zipfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -27,6 +26,7 @@ from pathlib import Path
 import numpy as np
 
 from .controllers import Controller, check_genome, make_controller
+from .fileio import atomic_write
 from .errors import GenomeError, GenomeFileError, SpecError, TopologyError
 from .spec import Spec
 from .topology import Topology
@@ -68,21 +68,9 @@ class Genome:
         }
 
     def save(self, path: str | os.PathLike) -> Path:
-        path = Path(path)
         buf = io.BytesIO()
         np.savez(buf, genome=self.values, metadata=np.array(json.dumps(self.metadata(), sort_keys=True)))
-        fd, tmp = tempfile.mkstemp(dir=path.parent or ".", prefix=f".{path.name}.", suffix=".tmp")
-        try:
-            with os.fdopen(fd, "wb") as f:
-                f.write(buf.getvalue())
-                f.flush()
-                os.fsync(f.fileno())
-            os.replace(tmp, path)
-        except BaseException:
-            if os.path.exists(tmp):
-                os.unlink(tmp)
-            raise
-        return path
+        return atomic_write(path, buf.getvalue())
 
     @classmethod
     def load(cls, path: str | os.PathLike) -> "Genome":

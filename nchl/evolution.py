@@ -1,0 +1,334 @@
+"""``nchl evolve``: evolve the rule parameters of a controller on a task.
+
+A run lives in one directory:
+
+* ``config.json``: the validated settings, the optimizer actually used, package versions;
+* ``log.jsonl``: one JSON line per generation;
+* ``best.npz``: the best-ever genome (core genome format) with its fitness and task;
+* ``checkpoint.bin``: optimizer and RNG state after the last completed
+  generation, rewritten atomically every generation.
+
+Every candidate of a generation is evaluated on the same episode seeds (common
+random numbers), drawn from ``(seed, generation)``, so the run is a function of
+its settings alone: the number of workers, interruptions and resumes do not
+change the log or the best genome.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import os
+import pickle
+import platform
+import sys
+import time
+import tomllib
+from dataclasses import asdict, dataclass, fields
+from importlib import metadata
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+
+from .errors import NchlError
+from .fileio import atomic_write
+from .genome import Genome
+from .optimizers import make_optimizer, resolve
+from .spec import RULES, Spec
+from .topology import Topology
+from .workers import WorkerPool
+
+CHECKPOINT = "checkpoint.bin"
+_CHECKPOINT_MAGIC = b"NCHL-CHECKPOINT-1\n"
+GENOME_INIT_RANGE = 1.0  # the initial ES mean is uniform in [-1, 1], as in the paper
+
+
+class ConfigError(NchlError):
+    pass
+
+
+class CheckpointError(NchlError):
+    pass
+
+
+@dataclass(frozen=True)
+class EvolveConfig:
+    """Settings of a run; the same keys are accepted from the command line and from TOML."""
+
+    task: str = "ant"
+    rule: str = "nchl"
+    window: int | None = None
+    layers: tuple[int, ...] | None = None   # full layer sizes; default: the task's
+    generations: int = 100
+    popsize: int | None = None              # default: the optimizer's
+    sigma: float = 0.1
+    init_range: float = 0.0                 # initial weights uniform in [-r, r) (0 = zeros)
+    clip: float | None = None
+    episodes: int = 1                       # rollouts averaged per candidate
+    seed: int = 0
+    workers: int = 2
+    optimizer: str = "auto"                 # auto | cma | sep-cma | openai-es
+    early_stop: bool = True
+
+    @classmethod
+    def from_mapping(cls, values: dict[str, Any], source: str = "config") -> "EvolveConfig":
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(values) - known)
+        if unknown:
+            raise ConfigError(f"{source}: unknown keys {unknown}; allowed: {', '.join(sorted(known))}")
+        v = dict(values)
+        if v.get("layers") is not None:
+            try:
+                v["layers"] = Topology.of(v["layers"]).layers
+            except (NchlError, TypeError) as e:
+                raise ConfigError(f"{source}: layers: {e}") from None
+        cfg = cls(**v)
+        cfg.validate(source)
+        return cfg
+
+    def validate(self, source: str = "config") -> None:
+        def need(ok: bool, what: str) -> None:
+            if not ok:
+                raise ConfigError(f"{source}: {what}")
+
+        def is_int(x: object) -> bool:
+            return isinstance(x, int) and not isinstance(x, bool)
+
+        def is_num(x: object) -> bool:
+            return isinstance(x, (int, float)) and not isinstance(x, bool) and math.isfinite(x)
+
+        need(isinstance(self.task, str), f"task must be a name, got {self.task!r}")
+        need(self.rule in RULES, f"rule must be one of {', '.join(RULES)}, got {self.rule!r}")
+        need(is_int(self.generations) and self.generations >= 1, f"generations must be an integer >= 1, got {self.generations!r}")
+        need(self.popsize is None or (is_int(self.popsize) and self.popsize >= 2), f"popsize must be an integer >= 2, got {self.popsize!r}")
+        need(is_num(self.sigma) and self.sigma > 0, f"sigma must be a number > 0, got {self.sigma!r}")
+        need(is_int(self.episodes) and self.episodes >= 1, f"episodes must be an integer >= 1, got {self.episodes!r}")
+        need(is_int(self.seed) and 0 <= self.seed < 2**32, f"seed must be an integer in [0, 2**32), got {self.seed!r}")
+        need(is_int(self.workers) and self.workers >= 1, f"workers must be an integer >= 1, got {self.workers!r}")
+        need(isinstance(self.early_stop, bool), f"early_stop must be true or false, got {self.early_stop!r}")
+        need(isinstance(self.optimizer, str), f"optimizer must be a name, got {self.optimizer!r}")
+
+    def task_obj(self):
+        from nchl_sim import get_task
+
+        return get_task(self.task)
+
+    def spec(self) -> Spec:
+        task = self.task_obj()
+        topology = task.topology() if self.layers is None else Topology.of(self.layers)
+        n_in, n_out = task.sizes
+        if (topology.n_in, topology.n_out) != (n_in, n_out):
+            raise ConfigError(f"layers [{topology}] do not fit task {self.task!r}: it has {n_in} "
+                              f"observations and {n_out} actions")
+        window = self.window if self.rule == "wnchl" else None
+        if self.rule != "wnchl" and self.window is not None:
+            raise ConfigError(f"window only applies to rule 'wnchl', not {self.rule!r}")
+        return Spec(self.rule, topology, window=window, init_range=self.init_range, clip=self.clip)
+
+
+def load_toml(path: str | os.PathLike) -> dict[str, Any]:
+    try:
+        with open(path, "rb") as f:
+            return tomllib.load(f)
+    except tomllib.TOMLDecodeError as e:
+        raise ConfigError(f"{path}: not valid TOML: {e}") from None
+
+
+def episode_seeds(seed: int, generation: int, episodes: int) -> list[int]:
+    """The episode seeds every candidate of ``generation`` is evaluated on."""
+    rng = np.random.default_rng([seed, generation])
+    return [int(s) for s in rng.integers(0, 2**32 - 1, size=episodes)]
+
+
+# -- the worker side ---------------------------------------------------------
+_ENVS: dict[tuple[str, bool], Any] = {}
+
+
+def evaluate_candidate(payload: tuple, attempt: int) -> dict:
+    """Mean fitness of one genome over the given episode seeds (runs in a worker).
+
+    The environment is created once per worker and task, then reused.
+    """
+    from nchl_sim import get_task, rollout
+
+    from .controllers import make_controller
+
+    task_name, spec, genome, seeds, early_stop = payload
+    key = (task_name, early_stop)
+    if key not in _ENVS:
+        _ENVS[key] = get_task(task_name).make_env(early_stop=early_stop)
+    controller = make_controller(spec, genome)
+    results = [rollout(_ENVS[key], controller, s) for s in seeds]
+    return {"fitness": float(np.mean([r.fitness for r in results])), "steps": sum(r.steps for r in results)}
+
+
+# -- the run -------------------------------------------------------------------
+def _versions() -> dict[str, str]:
+    out = {"python": platform.python_version()}
+    for pkg in ("nchl", "numpy", "cma", "gymnasium", "mujoco"):
+        try:
+            out[pkg] = metadata.version(pkg)
+        except metadata.PackageNotFoundError:
+            out[pkg] = "unknown"
+    return out
+
+
+def write_checkpoint(path: Path, state: dict) -> None:
+    payload = pickle.dumps(state, protocol=pickle.HIGHEST_PROTOCOL)
+    atomic_write(path, _CHECKPOINT_MAGIC + hashlib.sha256(payload).hexdigest().encode() + b"\n" + payload)
+
+
+def read_checkpoint(path: Path) -> dict:
+    """Load a checkpoint written by :func:`write_checkpoint`; a damaged one is an error, never a restart."""
+    try:
+        data = path.read_bytes()
+    except OSError as e:
+        raise CheckpointError(f"{path}: cannot read checkpoint: {e}") from None
+    head = len(_CHECKPOINT_MAGIC)
+    if not data.startswith(_CHECKPOINT_MAGIC) or len(data) < head + 65:
+        raise CheckpointError(f"{path}: not an nchl checkpoint (bad header)")
+    digest, payload = data[head:head + 64].decode(errors="replace"), data[head + 65:]
+    if hashlib.sha256(payload).hexdigest() != digest:
+        raise CheckpointError(f"{path}: checkpoint is corrupt or truncated (checksum mismatch); "
+                              "refusing to restart the run silently")
+    try:
+        return pickle.loads(payload)
+    except Exception as e:  # a checksum-valid payload from an incompatible version
+        raise CheckpointError(f"{path}: checkpoint cannot be loaded by this nchl: {e}") from None
+
+
+def _fmt_time(seconds: float) -> str:
+    seconds = int(round(seconds))
+    h, rem = divmod(seconds, 3600)
+    m, s = divmod(rem, 60)
+    return f"{h}h{m:02d}m" if h else f"{m}m{s:02d}s"
+
+
+class Run:
+    """One evolution run in ``out``: start fresh or resume, then :meth:`run`."""
+
+    def __init__(self, out: str | os.PathLike, config: EvolveConfig | None = None, resume: bool = False,
+                 generations: int | None = None, log: Callable[[str], None] = print,
+                 evaluator: str = "nchl.evolution:evaluate_candidate") -> None:
+        self.out = Path(out)
+        self.log = log
+        self.evaluator = evaluator
+        if resume:
+            cfg_path = self.out / "config.json"
+            if not cfg_path.is_file():
+                raise ConfigError(f"{self.out}: no run to resume (config.json missing)")
+            try:
+                saved = json.loads(cfg_path.read_text())
+                config = EvolveConfig.from_mapping(saved["settings"], str(cfg_path))
+            except (json.JSONDecodeError, KeyError, TypeError) as e:
+                raise ConfigError(f"{cfg_path}: unreadable run config: {e}") from None
+            if generations is not None:
+                config = EvolveConfig.from_mapping({**saved["settings"], "generations": generations}, "--generations")
+            self.config = config
+            self.spec = config.spec()
+            self.state = read_checkpoint(self.out / CHECKPOINT)
+            self._truncate_log(self.state["generation"])
+            log(f"resuming {self.out} at generation {self.state['generation'] + 1}/{config.generations}")
+        else:
+            if config is None:
+                raise ConfigError("a new run needs a config")
+            if (self.out / "config.json").exists():
+                raise ConfigError(f"{self.out} already holds a run; continue it with --resume {self.out} "
+                                  "or choose another --out")
+            self.config = config
+            self.spec = config.spec()
+            self.out.mkdir(parents=True, exist_ok=True)
+            rng = np.random.default_rng(config.seed)
+            x0 = rng.uniform(-GENOME_INIT_RANGE, GENOME_INIT_RANGE, self.spec.genome_length)
+            optimizer = make_optimizer(config.optimizer, x0, config.sigma, config.popsize, config.seed)
+            self.state = {"generation": 0, "optimizer": optimizer, "np_random": np.random.get_state(),
+                          "best_genome": None, "best_fitness": -math.inf, "evaluations": 0,
+                          "env_steps": 0, "wall_time": 0.0}
+            record = {"settings": {k: (list(v) if isinstance(v, tuple) else v) for k, v in asdict(config).items()},
+                      "optimizer": optimizer.name, "popsize": optimizer.popsize,
+                      "genome_length": self.spec.genome_length, "layers": list(self.spec.topology.layers),
+                      "genome_init": f"uniform(-{GENOME_INIT_RANGE}, {GENOME_INIT_RANGE})",
+                      "versions": _versions(), "command": sys.argv}
+            atomic_write(self.out / "config.json", (json.dumps(record, indent=2) + "\n").encode())
+            (self.out / "log.jsonl").write_text("")
+            write_checkpoint(self.out / CHECKPOINT, self.state)
+            log(f"new run {self.out}: task {config.task}, rule {self.spec.rule}, layers [{self.spec.topology}], "
+                f"{self.spec.genome_length} parameters, {optimizer.name} with popsize {optimizer.popsize}")
+
+    def _truncate_log(self, generations: int) -> None:
+        """Drop log lines written after the checkpoint (a crash between the two writes)."""
+        path = self.out / "log.jsonl"
+        lines = path.read_text().splitlines(keepends=True) if path.exists() else []
+        if len(lines) < generations:
+            raise CheckpointError(f"{path} has {len(lines)} generations but the checkpoint has {generations}")
+        if len(lines) > generations:
+            atomic_write(path, "".join(lines[:generations]).encode())
+
+    def run(self) -> dict:
+        cfg, st = self.config, self.state
+        opt = st["optimizer"]
+        np.random.set_state(st["np_random"])
+        started, gen_times = time.perf_counter(), []
+        with WorkerPool(self.evaluator, cfg.workers, log=self.log) as pool:
+            while st["generation"] < cfg.generations:
+                g = st["generation"]
+                t0 = time.perf_counter()
+                candidates = opt.ask()
+                seeds = episode_seeds(cfg.seed, g, cfg.episodes)
+                outcomes = pool.map([(cfg.task, self.spec, x, seeds, cfg.early_stop) for x in candidates])
+                ok = np.array([o.ok for o in outcomes])
+                if not ok.any():
+                    raise NchlError(f"all {len(outcomes)} evaluations of generation {g + 1} failed; "
+                                    f"last error:\n{outcomes[-1].errors[-1]}")
+                fitness = np.array([o.value["fitness"] if o.ok else np.nan for o in outcomes])
+                scored = np.where(ok, fitness, np.nanmin(fitness) - 1.0)  # failures rank below everything
+                opt.tell(candidates, scored)
+                steps = sum(o.value["steps"] for o in outcomes if o.ok)
+                elapsed = time.perf_counter() - t0
+                i = int(np.nanargmax(fitness))
+                improved = fitness[i] > st["best_fitness"]
+                if improved:
+                    st["best_fitness"], st["best_genome"] = float(fitness[i]), candidates[i].copy()
+                st["generation"] = g + 1
+                st["evaluations"] += len(candidates) * cfg.episodes
+                st["env_steps"] += steps
+                st["wall_time"] += elapsed
+                st["np_random"] = np.random.get_state()
+                good = fitness[ok]
+                entry = {"generation": g + 1, "best": float(good.max()), "mean": float(good.mean()),
+                         "std": float(good.std()), "best_ever": st["best_fitness"], "sigma": opt.sigma,
+                         "evaluations": st["evaluations"], "env_steps": st["env_steps"],
+                         "failures": int((~ok).sum()), "env_steps_per_s": steps / elapsed,
+                         "wall_time": st["wall_time"]}
+                with open(self.out / "log.jsonl", "a") as f:
+                    f.write(json.dumps(entry) + "\n")
+                if improved:
+                    Genome(self.spec, st["best_genome"], task=cfg.task, seed=cfg.seed,
+                           fitness=st["best_fitness"]).save(self.out / "best.npz")
+                write_checkpoint(self.out / CHECKPOINT, st)
+                gen_times.append(elapsed)
+                eta = np.median(gen_times) * (cfg.generations - g - 1)
+                self.log(f"gen {g + 1:>4}/{cfg.generations}  best {entry['best']:9.3f}  mean {entry['mean']:9.3f}  "
+                         f"best-ever {entry['best_ever']:9.3f}  sigma {entry['sigma']:.4f}  "
+                         f"{entry['env_steps_per_s']:8.0f} steps/s  ETA {_fmt_time(eta)}")
+        self.log(f"done: best-ever fitness {st['best_fitness']:.3f} after {st['generation']} generations "
+                 f"({_fmt_time(time.perf_counter() - started)}); best genome in {self.out / 'best.npz'}")
+        return {"best_fitness": st["best_fitness"], "generations": st["generation"]}
+
+
+def evaluate_genome(spec: Spec, genome: np.ndarray, task: str, episodes: int, seed: int = 0,
+                    workers: int = 1, early_stop: bool = False,
+                    log: Callable[[str], None] = print) -> dict:
+    """Fitness statistics of one genome over ``episodes`` rollouts with seeds ``seed .. seed + episodes - 1``."""
+    seeds = [seed + k for k in range(episodes)]
+    with WorkerPool("nchl.evolution:evaluate_candidate", min(workers, episodes), log=log) as pool:
+        outcomes = pool.map([(task, spec, genome, [s], early_stop) for s in seeds])
+    failed = [s for s, o in zip(seeds, outcomes) if not o.ok]
+    if failed:
+        raise NchlError(f"{len(failed)} of {episodes} episodes failed (seeds {failed[:5]}); first error:\n"
+                        f"{next(o for o in outcomes if not o.ok).errors[-1]}")
+    f = np.array([o.value["fitness"] for o in outcomes])
+    return {"mean": float(f.mean()), "std": float(f.std()), "min": float(f.min()), "max": float(f.max()),
+            "episodes": episodes, "seeds": [seeds[0], seeds[-1]], "fitness": [float(x) for x in f]}

@@ -1,0 +1,206 @@
+"""Evolution: small end-to-end runs, determinism, resume, faults, config errors, evaluate, plot."""
+
+import json
+import signal
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+
+from nchl import Genome
+from nchl.errors import NchlError
+from nchl.evolution import CHECKPOINT, EvolveConfig, Run, read_checkpoint
+from nchl.optimizers import OpenAIES, PyCMA, centered_ranks, resolve
+
+DETERMINISTIC = ("generation", "best", "mean", "std", "best_ever", "sigma", "evaluations", "env_steps", "failures")
+SMALL = dict(task="vsr-low", layers=(12, 4, 10), generations=3, popsize=6, workers=1)
+
+
+def log_of(run_dir):
+    lines = (run_dir / "log.jsonl").read_text().splitlines()
+    return [{k: json.loads(line)[k] for k in DETERMINISTIC} for line in lines]
+
+
+def evolve(tmp_path, name, quiet=True, evaluator="nchl.evolution:evaluate_candidate", **settings):
+    cfg = EvolveConfig.from_mapping({**SMALL, **settings})
+    logs = []
+    Run(tmp_path / name, cfg, log=logs.append, evaluator=evaluator).run()
+    return tmp_path / name, logs
+
+
+@pytest.mark.parametrize("rule, extra", [("hl", {}), ("nchl", {}), ("wnchl", {"window": 5})])
+def test_small_run_per_rule(tmp_path, rule, extra):
+    run_dir, logs = evolve(tmp_path, rule, rule=rule, **extra)
+    log = log_of(run_dir)
+    assert [e["generation"] for e in log] == [1, 2, 3]
+    assert all(e["evaluations"] == 6 * e["generation"] for e in log)
+    assert log[-1]["best_ever"] == max(e["best"] for e in log)
+    best = Genome.load(run_dir / "best.npz")
+    assert best.spec.rule == rule and best.task == "vsr-low" and best.fitness == log[-1]["best_ever"]
+    cfg = json.loads((run_dir / "config.json").read_text())
+    assert cfg["optimizer"] == "cma" and {"numpy", "cma", "mujoco"} <= set(cfg["versions"])
+    assert any("gen    3/3" in m and "ETA" in m for m in logs)
+
+
+def test_same_seed_same_log_regardless_of_workers(tmp_path):
+    a, _ = evolve(tmp_path, "a", seed=7)
+    b, _ = evolve(tmp_path, "b", seed=7, workers=2)
+    c, _ = evolve(tmp_path, "c", seed=8)
+    assert log_of(a) == log_of(b)
+    assert log_of(a) != log_of(c)
+    np.testing.assert_array_equal(Genome.load(a / "best.npz").values, Genome.load(b / "best.npz").values)
+
+
+@pytest.mark.parametrize("optimizer", ["cma", "openai-es"])
+def test_resume_equals_uninterrupted(tmp_path, optimizer):
+    full, _ = evolve(tmp_path, "full", generations=4, optimizer=optimizer, task="ant", layers=(27, 3, 8), episodes=2)
+    part, _ = evolve(tmp_path, "part", generations=2, optimizer=optimizer, task="ant", layers=(27, 3, 8), episodes=2)
+    # a crash after the log line of generation 3 but before its checkpoint
+    with open(part / "log.jsonl", "a") as f:
+        f.write(json.dumps({"generation": 3, "stale": True}) + "\n")
+    Run(part, resume=True, generations=4, log=lambda m: None).run()
+    assert log_of(part) == log_of(full)
+    np.testing.assert_array_equal(Genome.load(part / "best.npz").values, Genome.load(full / "best.npz").values)
+
+
+@pytest.mark.parametrize("evaluator", ["faults:raise_first_attempt", "faults:die_first_attempt"])
+def test_faults_are_retried_and_change_nothing(tmp_path, evaluator):
+    clean, _ = evolve(tmp_path, "clean", workers=2)
+    faulty, logs = evolve(tmp_path, "faulty", workers=2, evaluator=evaluator)
+    assert any("failed (attempt 1)" in m for m in logs)
+    assert log_of(faulty) == log_of(clean)
+
+
+def test_permanent_failures_score_worst_and_the_run_goes_on(tmp_path):
+    run_dir, logs = evolve(tmp_path, "f", evaluator="faults:always_raise_some", workers=2)
+    log = log_of(run_dir)
+    assert len(log) == 3 and sum(e["failures"] for e in log) > 0
+    assert any("failed (attempt 2)" in m and "injected permanent fault" in m for m in logs)
+
+
+def test_corrupt_checkpoint_is_a_clear_error(tmp_path):
+    run_dir, _ = evolve(tmp_path, "c", generations=1)
+    data = bytearray((run_dir / CHECKPOINT).read_bytes())
+    data[-10] ^= 0xFF
+    (run_dir / CHECKPOINT).write_bytes(bytes(data))
+    with pytest.raises(NchlError, match="corrupt or truncated"):
+        Run(run_dir, resume=True)
+    (run_dir / CHECKPOINT).write_bytes(b"garbage")
+    with pytest.raises(NchlError, match="bad header"):
+        read_checkpoint(run_dir / CHECKPOINT)
+
+
+@pytest.mark.parametrize("settings, match", [
+    ({"colour": 1}, r"unknown keys \['colour'\]"),
+    ({"generations": 0}, "generations must be an integer >= 1"),
+    ({"sigma": -1.0}, "sigma must be a number > 0"),
+    ({"rule": "abc"}, "rule must be one of"),
+    ({"episodes": 1.5}, "episodes must be an integer"),
+    ({"early_stop": "yes"}, "early_stop must be true or false"),
+])
+def test_config_validation(settings, match):
+    with pytest.raises(NchlError, match=match):
+        EvolveConfig.from_mapping({**SMALL, **settings}, "x.toml")
+
+
+def test_layers_must_fit_the_task_and_out_must_be_new(tmp_path):
+    with pytest.raises(NchlError, match="do not fit task"):
+        Run(tmp_path / "x", EvolveConfig.from_mapping({**SMALL, "layers": (5, 3, 10)}))
+    with pytest.raises(NchlError, match="unknown task"):
+        Run(tmp_path / "y", EvolveConfig.from_mapping({**SMALL, "task": "walker"}))
+    run_dir, _ = evolve(tmp_path, "z", generations=1)
+    with pytest.raises(NchlError, match="already holds a run"):
+        Run(run_dir, EvolveConfig.from_mapping(SMALL))
+
+
+def nchl_cmd(*args, cwd):
+    return subprocess.run([sys.executable, "-m", "nchl.cli", *args], cwd=cwd, capture_output=True, text=True)
+
+
+def test_toml_config_and_cli_errors(tmp_path):
+    (tmp_path / "ok.toml").write_text('task = "vsr-low"\nlayers = [12, 4, 10]\ngenerations = 1\npopsize = 4\n'
+                                      'workers = 1\nout = "run"\n')
+    r = nchl_cmd("evolve", "--config", "ok.toml", "--seed", "3", cwd=tmp_path)
+    assert r.returncode == 0, r.stderr
+    assert json.loads((tmp_path / "run" / "config.json").read_text())["settings"]["seed"] == 3
+    (tmp_path / "bad.toml").write_text('task = "vsr-low"\nspeed = 3\n')
+    r = nchl_cmd("evolve", "--config", "bad.toml", "--out", "x", cwd=tmp_path)
+    assert r.returncode == 2 and "unknown keys ['speed']" in r.stderr and "Traceback" not in r.stderr
+    (tmp_path / "broken.toml").write_text('task = \n')
+    r = nchl_cmd("evolve", "--config", "broken.toml", "--out", "x", cwd=tmp_path)
+    assert r.returncode == 2 and "not valid TOML" in r.stderr
+    r = nchl_cmd("evolve", "--resume", "run", "--sigma", "0.5", cwd=tmp_path)
+    assert r.returncode == 2 and "only --generations" in r.stderr
+
+
+def test_ctrl_c_checkpoints_and_resumes(tmp_path):
+    p = subprocess.Popen([sys.executable, "-m", "nchl.cli", "evolve", "--task", "vsr-low", "--layers", "12,4,10",
+                          "--popsize", "4", "--generations", "1000", "--workers", "1", "--out", "run"],
+                         cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.time() + 120
+    while time.time() < deadline:
+        log = tmp_path / "run" / "log.jsonl"
+        if log.exists() and len(log.read_text().splitlines()) >= 2:
+            break
+        time.sleep(0.1)
+    p.send_signal(signal.SIGINT)
+    out, err = p.communicate(timeout=60)
+    assert p.returncode == 130, err
+    assert "nchl evolve --resume run" in err
+    done = read_checkpoint(tmp_path / "run" / CHECKPOINT)["generation"]
+    assert done >= 2
+    r = nchl_cmd("evolve", "--resume", "run", "--generations", str(done + 1), cwd=tmp_path)
+    assert r.returncode == 0, r.stderr
+    assert len((tmp_path / "run" / "log.jsonl").read_text().splitlines()) == done + 1
+
+
+def test_evaluate_json_trace_and_redeploy(tmp_path):
+    run_dir, _ = evolve(tmp_path, "e", generations=1)
+    r = nchl_cmd("evaluate", str(run_dir / "best.npz"), "--episodes", "3", "--json", "--trace", "t.npz",
+                 "--workers", "1", cwd=tmp_path)
+    assert r.returncode == 0, r.stderr
+    stats = json.loads(r.stdout)
+    assert {"mean", "std", "min", "max", "episodes"} <= set(stats) and stats["episodes"] == 3
+    with np.load(tmp_path / "t.npz") as t:
+        assert t["obs"].shape == (1000, 12) and t["actions"].shape == (1000, 10)
+    r = nchl_cmd("evaluate", str(run_dir / "best.npz"), "--episodes", "2", "--rule", "wnchl", "--window", "5",
+                 "--json", "--workers", "1", cwd=tmp_path)
+    assert r.returncode == 0, r.stderr
+    assert json.loads(r.stdout)["window"] == 5
+
+
+def test_plot_groups_runs_by_rule(tmp_path):
+    a, _ = evolve(tmp_path, "a", generations=2)
+    b, _ = evolve(tmp_path, "b", generations=2, seed=1)
+    r = nchl_cmd("plot", str(a), str(b), "-o", "f.png", cwd=tmp_path)
+    assert r.returncode == 0, r.stderr
+    assert "vsr-low: nchl" in r.stdout and "2 runs" in r.stdout
+    assert (tmp_path / "f.png").read_bytes()[:4] == b"\x89PNG"
+
+
+def sphere(x):
+    return -np.sum((x - 0.5) ** 2, axis=-1)
+
+
+@pytest.mark.parametrize("make", [
+    lambda x0: PyCMA(x0, 0.3, 10, seed=0, diagonal=False),
+    lambda x0: PyCMA(x0, 0.3, 10, seed=0, diagonal=True),
+    lambda x0: OpenAIES(x0, 0.1, 20, seed=0),
+])
+def test_optimizers_climb_a_sphere(make):
+    x0 = np.zeros(20)
+    opt = make(x0)
+    for _ in range(60):
+        xs = opt.ask()
+        opt.tell(xs, sphere(xs))
+    xs = opt.ask()
+    assert sphere(xs).mean() > 0.5 * sphere(x0)
+
+
+def test_optimizer_choice_and_shaping():
+    assert resolve("auto", 1_100) == "cma" and resolve("auto", 60_800) == "sep-cma"
+    with pytest.raises(NchlError, match="unknown optimizer"):
+        resolve("adam", 10)
+    np.testing.assert_allclose(centered_ranks(np.array([3.0, -1.0, 10.0])), [0.0, -0.5, 0.5])
