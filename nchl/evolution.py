@@ -32,6 +32,9 @@ from typing import Any, Callable
 
 import numpy as np
 
+from nchl_sim import get_task, rollout
+
+from .controllers import make_controller
 from .errors import NchlError
 from .fileio import atomic_write
 from .genome import Genome
@@ -111,8 +114,6 @@ class EvolveConfig:
         need(isinstance(self.optimizer, str), f"optimizer must be a name, got {self.optimizer!r}")
 
     def task_obj(self):
-        from nchl_sim import get_task
-
         return get_task(self.task)
 
     def spec(self) -> Spec:
@@ -151,10 +152,6 @@ def evaluate_candidate(payload: tuple, attempt: int) -> dict:
 
     The environment is created once per worker and task, then reused.
     """
-    from nchl_sim import get_task, rollout
-
-    from .controllers import make_controller
-
     task_name, spec, genome, seeds, early_stop = payload
     key = (task_name, early_stop)
     if key not in _ENVS:
