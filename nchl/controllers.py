@@ -7,10 +7,10 @@ through all layers with the current weights (``y = tanh(W x)``), which gives
 the action; then every layer is updated from the activations of this step
 (pre = layer ``l``, the raw observation for ``l = 0``; post = layer ``l + 1``).
 
-The weight updates are written element by element in one fixed order of
-float operations, the same order the generated C uses, so the updates are
-bit-identical across backends; only the forward dot products (summation
-order) and ``tanh`` differ at the ULP level.
+Every float32 operation happens in one fixed order, the order of the generated
+C loops: element-wise updates one rounding per operation, sums in index order
+and a shared rational tanh (:mod:`nchl.activation`). The float32 reference and
+the generated C are therefore bit-identical, step after step.
 """
 
 from __future__ import annotations
@@ -19,6 +19,7 @@ from typing import Mapping
 
 import numpy as np
 
+from .activation import seq_sum, tanh
 from .errors import GenomeError, NchlError, NonFiniteObservation
 from .prng import check_seed, uniform_weights
 from .spec import Spec
@@ -138,15 +139,15 @@ class _WeightedController(Controller):
             flat = np.zeros(t.synapses, dtype=self.dtype)
         self.weights = []
         k = 0
-        for p, n in t.shapes:
-            self.weights.append(flat[k:k + p * n].reshape(p, n).copy())
-            k += p * n
+        for n, p in t.shapes:
+            self.weights.append(flat[k:k + n * p].reshape(n, p).copy())
+            k += n * p
 
     def step(self, obs: object) -> np.ndarray:
         x = self._observe(obs)
         acts = [x]
         for w in self.weights:
-            x = np.tanh(w @ x)
+            x = tanh(seq_sum(w * x[:, None]))  # z_j = sum_i w_ij x_i, i in order
             acts.append(x)
         clip = self.spec.clip
         for l, w in enumerate(self.weights):
@@ -173,18 +174,18 @@ class HL(_WeightedController):
     def _unpack(self, blocks: dict[str, np.ndarray]) -> None:
         self.layer_params = []
         k = 0
-        for p, n in self.topology.shapes:
+        for n, p in self.topology.shapes:
             self.layer_params.append(
-                {name: blocks[name][k:k + p * n].reshape(p, n) for name in ("A", "B", "C", "D", "eta")}
+                {name: blocks[name][k:k + n * p].reshape(n, p) for name in ("A", "B", "C", "D", "eta")}
             )
-            k += p * n
+            k += n * p
 
     def _delta(self, layer: int, x: np.ndarray, y: np.ndarray) -> np.ndarray:
-        # eta * (((A*x_i + B*y_j) + C*(y_j*x_i)) + D), one rounding per operation
+        # (((A*x_i + B*y_j) + C*(x_i*y_j)) + D) * eta, one rounding per operation
         q = self.layer_params[layer]
-        d = q["A"] * x
-        d += q["B"] * y[:, None]
-        d += q["C"] * np.outer(y, x)
+        d = q["A"] * x[:, None]
+        d += q["B"] * y
+        d += q["C"] * np.multiply.outer(x, y)
         d += q["D"]
         d *= q["eta"]
         return d
@@ -210,17 +211,17 @@ def nchl_layers(topology: Topology, blocks: Mapping[str, np.ndarray]) -> list[di
 def add_synapse_constants(q: dict[str, np.ndarray]) -> None:
     """Precompute the per-synapse constants of :func:`nchl_delta` (C computes them on the fly,
     with the same operations, hence the same bits)."""
-    q["eta_syn"] = (q["eta_post"][:, None] + q["eta_pre"][None, :]) * q["eta_pre"].dtype.type(0.5)
-    q["DD"] = np.multiply.outer(q["D_post"], q["D_pre"])
+    q["eta_syn"] = np.add.outer(q["eta_pre"], q["eta_post"]) * q["eta_pre"].dtype.type(0.5)
+    q["DD"] = np.multiply.outer(q["D_pre"], q["D_post"])
 
 
 def nchl_delta(q: Mapping[str, np.ndarray], x: np.ndarray, y: np.ndarray) -> np.ndarray:
-    """NcHL update of one layer, ``(post, pre)``, in the canonical operation order:
+    """NcHL update of one layer, ``(pre, post)``, in the canonical operation order:
 
-    ``((eta_i + eta_j) * 0.5) * (((A_i x_i + B_j y_j) + (C_j y_j)(C_i x_i)) + D_j D_i)``
+    ``(((A_i x_i + B_j y_j) + (C_i x_i)(C_j y_j)) + D_i D_j) * ((eta_i + eta_j) * 0.5)``
     """
-    d = np.add.outer(q["B_post"] * y, q["A_pre"] * x)
-    d += np.multiply.outer(q["C_post"] * y, q["C_pre"] * x)
+    d = np.add.outer(q["A_pre"] * x, q["B_post"] * y)
+    d += np.multiply.outer(q["C_pre"] * x, q["C_post"] * y)
     d += q["DD"]
     d *= q["eta_syn"]
     return d
@@ -249,11 +250,19 @@ class WNcHL(Controller):
     is not part of its own window, so step ``t`` uses the updates of steps
     ``t - m .. t - 1``.
 
-    The forward pass uses the low-rank structure of the NcHL update: with
-    ``x`` the current input of a layer, ``x(k)``/``y(k)`` its past pre/post
-    activations, ``W(t) x = sum_k dW(k) x`` reduces to per-step dot products
-    (``alpha..delta`` below), about ``4 m n + 2 m p`` multiply-adds per layer
-    instead of the ``m n p`` of building ``W``.
+    The forward pass uses the low-rank structure of the NcHL update. With ``x``
+    the current input of a layer and ``x(k)``, ``y(k)`` its pre and post
+    activations at past step ``k``, ``z_j = sum_k sum_i dw_ij(k) x_i`` is
+
+        z_j = ( sum_k alpha_k + eta_j sum_k beta_k
+                + sum_k y_j(k) [B_j (s_eta + eta_j s_1) + C_j (gamma_k + eta_j delta_k)]
+                + K D_j (d_eta + eta_j d_1) ) / 2
+
+    with ``alpha_k, beta_k, gamma_k, delta_k = x(k) . (eta A x, A x, eta C x, C x)``,
+    ``s_eta = eta . x``, ``s_1 = sum x``, ``d_eta = (eta D) . x``, ``d_1 = D . x``
+    and ``K`` the filled window: about ``4 m n + 2 m p`` multiply-adds per layer
+    instead of the ``m n p`` of building ``W``. Every sum runs in the order of
+    the generated C loops (:func:`~nchl.activation.seq_sum`).
     """
 
     rule = "wnchl"
@@ -261,8 +270,6 @@ class WNcHL(Controller):
     def _unpack(self, blocks: dict[str, np.ndarray]) -> None:
         self.layer_params = nchl_layers(self.topology, blocks)
         for q in self.layer_params:
-            q["etaA_pre"] = q["eta_pre"] * q["A_pre"]
-            q["etaC_pre"] = q["eta_pre"] * q["C_pre"]
             q["etaD_pre"] = q["eta_pre"] * q["D_pre"]
 
     @property
@@ -290,18 +297,19 @@ class WNcHL(Controller):
 
     def _layer(self, q: dict[str, np.ndarray], x: np.ndarray, xp: np.ndarray, yp: np.ndarray) -> np.ndarray:
         """Output of one layer for input ``x``, given its past pre (``xp``) and post (``yp``) activations."""
-        # per past step k: alpha, beta, gamma, delta = x(k) . (eta A x, A x, eta C x, C x)
-        coef = xp @ np.stack([q["etaA_pre"] * x, q["A_pre"] * x, q["etaC_pre"] * x, q["C_pre"] * x], axis=1)
-        alpha, beta = coef[:, 0].sum(), coef[:, 1].sum()
-        ysum, ygamma, ydelta = (yp.T @ np.column_stack([np.ones_like(coef[:, 0]), coef[:, 2], coef[:, 3]])).T
-        s_eta, s_1 = q["eta_pre"] @ x, x.sum()
-        d_eta, d_1 = q["etaD_pre"] @ x, q["D_pre"] @ x
-        eta_j = q["eta_post"]
-        z = (alpha + eta_j * beta
-             + q["B_post"] * ysum * (s_eta + eta_j * s_1)
-             + q["C_post"] * (ygamma + eta_j * ydelta)
-             + self.dtype.type(len(xp)) * q["D_post"] * (d_eta + eta_j * d_1)) * self.dtype.type(0.5)
-        return np.tanh(z).astype(self.dtype, copy=False)
+        eta_i, eta_j = q["eta_pre"], q["eta_post"]
+        ax, cx = q["A_pre"] * x, q["C_pre"] * x
+        s_eta, s_1 = seq_sum(eta_i * x), seq_sum(x)
+        d_eta, d_1 = seq_sum(q["etaD_pre"] * x), seq_sum(q["D_pre"] * x)
+        # (n, K, 4): x_i(k) times (eta A x, A x, eta C x, C x)_i, summed over i in order
+        v = np.stack([eta_i * ax, ax, eta_i * cx, cx], axis=1)
+        coef = seq_sum(np.ascontiguousarray(xp.T)[:, :, None] * v[:, None, :])
+        alpha, beta, gamma, delta = coef.T
+        per_k = yp * ((q["B_post"] * (s_eta + eta_j * s_1))[None, :]
+                      + q["C_post"] * (gamma[:, None] + eta_j * delta[:, None]))
+        z = (((seq_sum(alpha) + eta_j * seq_sum(beta)) + seq_sum(per_k))
+             + (self.dtype.type(len(xp)) * q["D_post"]) * (d_eta + eta_j * d_1)) * self.dtype.type(0.5)
+        return tanh(z)
 
     def state(self) -> dict[str, np.ndarray]:
         return {"acts": self.acts.copy(), "pos": np.uint32(self.pos), "count": np.uint32(self.count)}

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from .activation import tanh
 from .controllers import WNcHL, add_synapse_constants, nchl_delta
 
 
@@ -20,7 +21,7 @@ class NaiveWNcHL(WNcHL):
             add_synapse_constants(q)
 
     def _layer(self, q: dict[str, np.ndarray], x: np.ndarray, xp: np.ndarray, yp: np.ndarray) -> np.ndarray:
-        w = np.zeros((yp.shape[1], xp.shape[1]), dtype=self.dtype)
+        w = np.zeros((xp.shape[1], yp.shape[1]), dtype=self.dtype)
         for pre, post in zip(xp, yp):
             w += nchl_delta(q, pre, post)
-        return np.tanh(w @ x)
+        return tanh(x @ w)

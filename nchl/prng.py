@@ -10,7 +10,7 @@ in one vectorised pass and C computes weight ``k`` without any state:
     w_k  = r * v_k                                one rounding, in the controller dtype
 
 ``fmix32`` is MurmurHash3's 32-bit finaliser. ``k`` runs over all synapses in
-genome order (layer by layer, each matrix row-major ``(post, pre)``). Every step
+genome order (layer by layer, each matrix row-major ``(pre, post)``). Every step
 above is exact except the final multiply, which C and numpy round identically,
 so the float32 weights are bit-identical in every backend.
 """

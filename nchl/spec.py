@@ -6,7 +6,7 @@ ONNX exporter must agree on; the genome file stores it as JSON metadata.
 Genome layouts (all blocks concatenated in the order listed):
 
 * ``hl``: ``A | B | C | D | eta``, each block ``W`` values: the synapses of
-  layer 0, then layer 1, ..., each layer's ``(post, pre)`` matrix row-major.
+  layer 0, then layer 1, ..., each layer's ``(pre, post)`` matrix row-major.
 * ``nchl`` and ``wnchl``: ``eta | A | B | C | D`` per neuron, neurons in layer
   order. Input neurons are never post-synaptic, so ``B`` skips them; output
   neurons are never pre-synaptic, so ``A`` skips them: ``eta[N] A[N - n_L]

@@ -3,8 +3,9 @@
 A topology is the tuple of layer sizes ``(n_0, ..., n_L)``. Neurons are
 numbered layer by layer, inputs first; synapses of layer ``l`` connect the
 ``n_l`` neurons of layer ``l`` (pre) to the ``n_{l+1}`` neurons of layer
-``l + 1`` (post) and are stored row-major as ``(post, pre)`` matrices, so that
-``y = tanh(W @ x)`` and the C code walks each row contiguously.
+``l + 1`` (post) and are stored row-major as ``(pre, post)`` matrices: weight
+``W[i, j]`` goes from pre neuron ``i`` to post neuron ``j``, ``y = tanh(x W)``,
+and both numpy and C sum over ``i`` in order, one contiguous row at a time.
 """
 
 from __future__ import annotations
@@ -84,8 +85,8 @@ class Topology:
 
     @property
     def shapes(self) -> tuple[tuple[int, int], ...]:
-        """Weight matrix shape ``(post, pre)`` of each layer."""
-        return tuple((b, a) for a, b in zip(self.layers[:-1], self.layers[1:]))
+        """Weight matrix shape ``(pre, post)`` of each layer."""
+        return tuple(zip(self.layers[:-1], self.layers[1:]))
 
     @property
     def max_width(self) -> int:

@@ -19,25 +19,29 @@ def test_hl_2_2_1():
     genome = np.repeat([0.1, 0.2, 0.3, 0.4, 0.5], 6)
     c = make_controller(Spec("hl", [2, 2, 1]), genome, np.float64)
     assert c.step(X)[0] == 0.0
-    # layer 0: dw_ji = 0.5 (0.1 x_i + 0.4) -> [0.25, 0.15] per row; layer 1: 0.5 * 0.4 = 0.2
-    np.testing.assert_allclose(c.weights[0], [[0.25, 0.15], [0.25, 0.15]], rtol=1e-15)
-    np.testing.assert_allclose(c.weights[1], [[0.2, 0.2]], rtol=1e-15)
+    # weights are (pre, post): layer 0: dw_ij = 0.5 (0.1 x_i + 0.4) -> 0.25 (i=0), 0.15 (i=1);
+    # layer 1: 0.5 * 0.4 = 0.2
+    np.testing.assert_allclose(c.weights[0], [[0.25, 0.25], [0.15, 0.15]], rtol=1e-15)
+    np.testing.assert_allclose(c.weights[1], [[0.2], [0.2]], rtol=1e-15)
     u = math.tanh(0.25 - 0.15)
     assert c.step(X)[0] == pytest.approx(math.tanh(0.2 * u * 2), rel=1e-14)
     # second update of layer 0 with h = [u, u]: 0.5 (0.1 x_i + 0.2 u + 0.3 x_i u + 0.4)
     np.testing.assert_allclose(
         c.weights[0],
-        [[0.25 + 0.5 * (0.5 + 0.5 * u), 0.15 + 0.5 * (0.3 - 0.1 * u)]] * 2, rtol=1e-14)
+        [[0.25 + 0.5 * (0.5 + 0.5 * u)] * 2, [0.15 + 0.5 * (0.3 - 0.1 * u)] * 2], rtol=1e-14)
 
 
-def test_hl_layout_is_A_B_C_D_eta_row_major_post_pre():
+def test_hl_layout_is_A_B_C_D_eta_row_major_pre_post():
     genome = np.zeros(30)
     genome[24:30] = 1.0          # eta = 1 everywhere
-    genome[2] = 0.7              # A of layer 0, post 1, pre 0
+    genome[1] = 0.7              # A of layer 0, pre 0, post 1
+    genome[6 + 3] = 0.3          # B of layer 0, pre 1, post 1
     c = make_controller(Spec("hl", [2, 2, 1]), genome, np.float64)
     c.step(X)
-    np.testing.assert_array_equal(c.weights[0], [[0, 0], [0.7, 0]])
-    np.testing.assert_array_equal(c.weights[1], [[0, 0]])
+    np.testing.assert_array_equal(c.weights[0], [[0, 0.7], [0, 0]])
+    np.testing.assert_array_equal(c.weights[1], [[0], [0]])  # B * y_j with y = 0 on step 1
+    c.step(X)  # hidden activations are now [tanh(0), tanh(0.7)]
+    np.testing.assert_allclose(c.weights[0], [[0, 1.4], [0, 0.3 * math.tanh(0.7)]], rtol=1e-15)
 
 
 # NcHL genome for [2,2,1]: eta[5] A[4] B[3] C[5] D[5]; neurons 0,1 in, 2,3 hidden, 4 out
@@ -51,9 +55,9 @@ def test_nchl_2_2_1():
     assert c.step(X)[0] == 0.0
     # layer 0: eta_ij = (eta_i + eta_j)/2 = 0.75 (i=0), 0.25 (i=1);
     #          dw = eta_ij (0.1 x_i + D_i D_j) = 0.75 * 0.26, 0.25 * 0.06
-    np.testing.assert_allclose(c.weights[0], [[0.195, 0.015]] * 2, rtol=1e-14)
+    np.testing.assert_allclose(c.weights[0], [[0.195, 0.195], [0.015, 0.015]], rtol=1e-14)
     # layer 1: eta_ij = (0.5 + 0.3)/2 = 0.4; dw = 0.4 * 0.16 (pre activations are 0)
-    np.testing.assert_allclose(c.weights[1], [[0.064, 0.064]], rtol=1e-14)
+    np.testing.assert_allclose(c.weights[1], [[0.064], [0.064]], rtol=1e-14)
     v = math.tanh(0.195 - 0.015)
     o2 = math.tanh(2 * 0.064 * v)
     assert c.step(X)[0] == pytest.approx(o2, rel=1e-14)

@@ -29,11 +29,12 @@ def tied_hl_genome(layers, nchl_genome):
         k += n
     per = {name: [] for name in ("A", "B", "C", "D", "eta")}
     for q in nchl_layers(spec.topology, blocks):
-        per["A"].append(np.broadcast_to(q["A_pre"][None, :], (len(q["B_post"]), len(q["A_pre"]))))
-        per["B"].append(np.broadcast_to(q["B_post"][:, None], (len(q["B_post"]), len(q["A_pre"]))))
-        per["C"].append(np.outer(q["C_post"], q["C_pre"]))
-        per["D"].append(np.outer(q["D_post"], q["D_pre"]))
-        per["eta"].append((q["eta_post"][:, None] + q["eta_pre"][None, :]) / 2)
+        shape = (len(q["A_pre"]), len(q["B_post"]))  # (pre, post)
+        per["A"].append(np.broadcast_to(q["A_pre"][:, None], shape))
+        per["B"].append(np.broadcast_to(q["B_post"][None, :], shape))
+        per["C"].append(np.outer(q["C_pre"], q["C_post"]))
+        per["D"].append(np.outer(q["D_pre"], q["D_post"]))
+        per["eta"].append((q["eta_pre"][:, None] + q["eta_post"][None, :]) / 2)
     return np.concatenate([np.concatenate([m.ravel() for m in per[name]]) for name in per])
 
 

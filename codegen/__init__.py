@@ -1,0 +1,111 @@
+"""C generation: a Jinja2 template per generated file, fixed-memory C99 for HL, NcHL and WNcHL.
+
+``generate(spec, genome, prefix)`` returns ``{"<prefix>.h": ..., "<prefix>.c": ...}``.
+Output is a pure function of its inputs (no dates, no paths): identical inputs
+give byte-identical files. Float literals are printed with 9 significant
+digits, which round-trips every float32.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import keyword
+import re
+from importlib import resources
+from pathlib import Path
+
+import jinja2
+import numpy as np
+
+from nchl import __version__
+from nchl.activation import TANH_CLAMP, TANH_P, TANH_Q
+from nchl.controllers import check_genome
+from nchl.errors import NchlError
+from nchl.memory import footprint
+from nchl.spec import Spec
+
+C_KEYWORDS = {
+    "auto", "break", "case", "char", "const", "continue", "default", "do", "double", "else", "enum", "extern",
+    "float", "for", "goto", "if", "inline", "int", "long", "register", "restrict", "return", "short", "signed",
+    "sizeof", "static", "struct", "switch", "typedef", "union", "unsigned", "void", "volatile", "while",
+}
+
+
+def c_float(v: float) -> str:
+    """A C float literal that reads back as exactly the float32 value ``v``."""
+    f = np.float32(v)
+    if not np.isfinite(f):
+        raise NchlError(f"cannot write non-finite value {v!r} as a C literal")
+    s = f"{float(f):.9g}"
+    if not any(ch in s for ch in ".en"):
+        s += ".0"
+    return s + "f"
+
+
+def check_prefix(prefix: str) -> str:
+    if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", prefix or "") or prefix in C_KEYWORDS or keyword.iskeyword(prefix):
+        raise NchlError(f"prefix {prefix!r} is not a valid C identifier (letters, digits, _; not a keyword)")
+    return prefix
+
+
+def _environment() -> jinja2.Environment:
+    folder = resources.files("nchl_firmware_templates")
+    return jinja2.Environment(loader=jinja2.FileSystemLoader(str(folder)), trim_blocks=True, lstrip_blocks=True,
+                              keep_trailing_newline=True, undefined=jinja2.StrictUndefined)
+
+
+def genome_sha256(values: np.ndarray) -> str:
+    return hashlib.sha256(np.asarray(values, dtype="<f8").tobytes()).hexdigest()
+
+
+def context(spec: Spec, genome: np.ndarray, prefix: str) -> dict:
+    """Everything the templates need, computed once in Python."""
+    values = check_genome(spec, genome, np.dtype(np.float64))
+    t = spec.topology
+    fp = footprint(spec)
+    off, offsets = 0, []
+    for name, n in spec.blocks:
+        offsets.append((name, off))
+        off += n
+    neuron_off, layer_info, woff = t.offsets, [], 0
+    for l, (n, p) in enumerate(zip(t.layers[:-1], t.layers[1:])):
+        layer_info.append({"n": n, "p": p, "pre": neuron_off[l], "post": neuron_off[l + 1],
+                           "post_b": neuron_off[l + 1] - t.n_in, "woff": woff})
+        woff += n * p
+    return {
+        "prefix": check_prefix(prefix), "P": prefix.upper(), "version": __version__, "rule": spec.rule,
+        "window": spec.window, "layers": list(t.layers), "neurons": t.neurons, "synapses": t.synapses,
+        "max_width": t.max_width, "genome_length": spec.genome_length, "params_bytes": fp.params_bytes,
+        "state_bytes": fp.state_bytes, "work_bytes": fp.work_bytes, "sha256": genome_sha256(values),
+        "blocks": list(spec.blocks), "block_offsets": offsets, "params": [c_float(v) for v in values],
+        "layer_info": layer_info, "init_range": spec.init_range, "init_range_literal": c_float(spec.init_range),
+        "clip": spec.clip, "clip_literal": None if spec.clip is None else c_float(spec.clip),
+        "tanh_clamp": c_float(TANH_CLAMP), "tanh_p": [c_float(c) for c in TANH_P],
+        "tanh_q": [c_float(c) for c in TANH_Q],
+    }
+
+
+def generate(spec: Spec, genome: np.ndarray, prefix: str) -> dict[str, str]:
+    """The generated files, by name."""
+    ctx = context(spec, genome, prefix)
+    env = _environment()
+    return {f"{prefix}.h": env.get_template("controller.h.j2").render(ctx),
+            f"{prefix}.c": env.get_template("controller.c.j2").render(ctx)}
+
+
+def cdef(spec: Spec, prefix: str) -> str:
+    """Declarations for cffi (plain numbers: cffi does not evaluate the header's macros)."""
+    t = spec.topology
+    return _environment().get_template("cffi_cdef.j2").render(
+        prefix=check_prefix(prefix), rule=spec.rule, window=spec.window, neurons=t.neurons,
+        synapses=t.synapses, layers=list(t.layers))
+
+
+def write(files: dict[str, str], out: str | Path) -> list[Path]:
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    paths = []
+    for name, text in files.items():
+        (out / name).write_text(text)
+        paths.append(out / name)
+    return paths

@@ -1,0 +1,151 @@
+"""Compile generated C with cffi and drive it from Python with the reference controller's interface.
+
+Builds use ``ffi.set_source`` + ``ffi.compile`` (not the deprecated ``ffi.verify``)
+with ``-std=c99 -O2 -ffp-contract=off`` and no fast-math, into a cache
+directory keyed by the sha256 of the generated sources, the cdef and the flags:
+a genome is compiled once per machine. The cache lives in ``$NCHL_CACHE`` or
+``$XDG_CACHE_HOME/nchl`` (default ``~/.cache/nchl``).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib.util
+import os
+import shutil
+import sys
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from nchl.controllers import Controller
+from nchl.errors import NchlError, NonFiniteObservation
+from nchl.prng import check_seed
+from nchl.spec import Spec
+
+from . import cdef, generate
+
+CFLAGS = ("-std=c99", "-O2", "-ffp-contract=off", "-fno-fast-math")
+
+
+def cache_root() -> Path:
+    if os.environ.get("NCHL_CACHE"):
+        return Path(os.environ["NCHL_CACHE"])
+    return Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "nchl"
+
+
+def _load(module_name: str, folder: Path) -> Any:
+    so = next(folder.glob(f"{module_name}.*.so"), None) or next(folder.glob(f"{module_name}*.pyd"), None)
+    if so is None:
+        return None
+    if module_name in sys.modules:
+        return sys.modules[module_name]
+    spec = importlib.util.spec_from_file_location(module_name, so)
+    module = importlib.util.module_from_spec(spec)  # type: ignore[arg-type]
+    spec.loader.exec_module(module)  # type: ignore[union-attr]
+    sys.modules[module_name] = module
+    return module
+
+
+def build(spec: Spec, genome: np.ndarray, prefix: str = "nchl_ctrl") -> Any:
+    """The compiled cffi module (``.lib``, ``.ffi``) of the generated controller."""
+    from cffi import FFI
+
+    files = generate(spec, genome, prefix)
+    declarations = cdef(spec, prefix)
+    h = hashlib.sha256()
+    for part in (*sorted(files.items()), ("cdef", declarations), ("flags", " ".join(CFLAGS))):
+        h.update(repr(part).encode())
+    key = h.hexdigest()[:20]
+    module_name = f"_nchl_c_{key}"
+    folder = cache_root() / "cffi" / key
+    module = _load(module_name, folder)
+    if module is not None:
+        return module
+    folder.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{key}.", dir=folder.parent))
+    try:
+        for name, text in files.items():
+            (tmp / name).write_text(text)
+        ffi = FFI()
+        ffi.cdef(declarations)
+        ffi.set_source(module_name, f'#include "{prefix}.h"', sources=[str(tmp / f"{prefix}.c")],
+                       include_dirs=[str(tmp)], extra_compile_args=list(CFLAGS), libraries=["m"])
+        try:
+            ffi.compile(tmpdir=str(tmp), verbose=False)
+        except Exception as e:
+            raise NchlError(f"compiling the generated C failed: {e}") from None
+        try:
+            os.replace(tmp, folder)
+        except OSError:  # another process built the same key first
+            pass
+    finally:
+        if tmp.exists():
+            shutil.rmtree(tmp, ignore_errors=True)
+    module = _load(module_name, folder)
+    if module is None:
+        raise NchlError(f"built {module_name} but cannot find it in {folder}")
+    return module
+
+
+class CController(Controller):
+    """The generated C controller behind the reference controller's interface (float32 only)."""
+
+    def __init__(self, spec: Spec, genome: object, prefix: str = "nchl_ctrl") -> None:
+        self.rule = spec.rule
+        self.prefix = prefix
+        super().__init__(spec, genome, np.float32)
+
+    def _unpack(self, blocks: dict[str, np.ndarray]) -> None:
+        module = build(self.spec, self.genome, self.prefix)
+        ffi, lib = module.ffi, module.lib
+        self._init = getattr(lib, f"{self.prefix}_init")
+        self._step = getattr(lib, f"{self.prefix}_step")
+        self._state = ffi.new(f"{self.prefix}_state_t *")
+        self._raw = np.frombuffer(ffi.buffer(self._state), dtype=np.uint8)  # the struct's bytes
+        t = self.topology
+        self._obs = np.zeros(t.n_in, dtype=np.float32)
+        self._act = np.zeros(t.n_out, dtype=np.float32)
+        self._obs_ptr = ffi.cast("float *", ffi.from_buffer(self._obs))
+        self._act_ptr = ffi.cast("float *", ffi.from_buffer(self._act))
+
+    def _views(self) -> dict[str, np.ndarray]:
+        """Named numpy views into the C struct (no copies)."""
+        t = self.topology
+        if self.rule == "wnchl":
+            m, n = self.spec.window, t.neurons
+            floats = self._raw[:4 * m * n].view(np.float32).reshape(m, n)
+            counters = self._raw[4 * m * n:4 * m * n + 8].view(np.uint32)
+            return {"acts": floats, "pos": counters[0:1], "count": counters[1:2]}
+        w = self._raw.view(np.float32)
+        out, k = {}, 0
+        for l, (p, n) in enumerate(t.shapes):
+            out[f"w{l}"] = w[k:k + p * n].reshape(p, n)
+            k += p * n
+        return out
+
+    def reset(self, seed: int = 0) -> None:
+        self._init(self._state, check_seed(seed))
+
+    def step(self, obs: object) -> np.ndarray:
+        x = np.asarray(obs)
+        if x.shape != (self.topology.n_in,):
+            raise NchlError(f"observation must have shape ({self.topology.n_in},), got {x.shape}")
+        with np.errstate(over="ignore"):
+            self._obs[:] = x
+        if self._step(self._state, self._obs_ptr, self._act_ptr) != 0:
+            raise NonFiniteObservation("observation has a non-finite value (C step returned 1); "
+                                       "the controller state is unchanged")
+        return self._act.copy()
+
+    def state(self) -> dict[str, np.ndarray]:
+        v = self._views()
+        if self.rule == "wnchl":
+            return {"acts": v["acts"].copy(), "pos": np.uint32(v["pos"][0]), "count": np.uint32(v["count"][0])}
+        return {k: a.copy() for k, a in v.items()}
+
+    def _load_state(self, state: dict[str, np.ndarray]) -> None:
+        for name, view in self._views().items():
+            view[...] = state[name]

@@ -1,0 +1,1 @@
+"""Jinja2 templates of the generated C (one template per generated file), shipped as package data."""
