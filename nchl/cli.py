@@ -133,19 +133,12 @@ def _deploy_spec(genome, rule: str | None, window: int | None):
 def cmd_evaluate(args: argparse.Namespace) -> int:
     import numpy as np
 
-    from nchl_sim import get_task, rollout
+    from nchl_sim import rollout
 
     from .evolution import evaluate_genome
-    from .genome import Genome
 
-    genome = Genome.load(args.genome)
-    spec = _deploy_spec(genome, args.rule, args.window)
-    task_name = args.task or genome.task
-    if task_name is None:
-        raise NchlError(f"{args.genome} names no task; pass --task")
-    task = get_task(task_name)
-    if task.sizes != (spec.topology.n_in, spec.topology.n_out):
-        raise NchlError(f"genome layers [{spec.topology}] do not fit task {task_name!r} {task.sizes}")
+    genome, spec, task = _genome_task(args)
+    task_name = task.name
     stats = evaluate_genome(spec, genome.values, task_name, args.episodes, args.seed, args.workers,
                             early_stop=args.early_stop, log=lambda m: print(m, file=sys.stderr))
     stats.update({"task": task_name, "rule": spec.rule, "window": spec.window, "genome": str(args.genome)})
@@ -163,6 +156,82 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
               f"{args.episodes} episodes: mean {stats['mean']:.3f}  std {stats['std']:.3f}  "
               f"min {stats['min']:.3f}  max {stats['max']:.3f}")
     return 0
+
+
+def _genome_task(args: argparse.Namespace):
+    """Genome file, the spec it is deployed as, and the task it runs on (validated together)."""
+    from nchl_sim import get_task
+
+    from .genome import Genome
+
+    genome = Genome.load(args.genome)
+    spec = _deploy_spec(genome, args.rule, args.window)
+    task_name = getattr(args, "task", None) or genome.task
+    if task_name is None:
+        raise NchlError(f"{args.genome} names no task; pass --task")
+    task = get_task(task_name)
+    if task.sizes != (spec.topology.n_in, spec.topology.n_out):
+        raise NchlError(f"genome layers [{spec.topology}] do not fit task {task_name!r} "
+                        f"({task.sizes[0]} observations, {task.sizes[1]} actions)")
+    return genome, spec, task
+
+
+def cmd_codegen(args: argparse.Namespace) -> int:
+    from nchl_codegen import generate, write
+    from nchl_codegen.inspect import size_report
+
+    from .genome import Genome
+    from .spec import Spec
+
+    genome = Genome.load(args.genome)
+    spec = _deploy_spec(genome, args.rule, args.window)
+    paths = write(generate(spec, genome.values, args.prefix), args.out)
+    for p in paths:
+        print(f"wrote {p}", file=sys.stderr)
+    if not args.report:
+        return 0
+    window = spec.window or args.window or 10
+    variants = [spec] + [Spec(r, spec.topology, window=window if r == "wnchl" else None)
+                         for r in ("hl", "nchl", "wnchl") if r != spec.rule or (r == "wnchl" and spec.window != window)]
+    rows = [size_report(v, args.prefix) for v in variants]
+    if args.json:
+        print(json.dumps({"chosen": rows[0], "variants": rows[1:]}, indent=2))
+        return 0
+    print(f"layers [{spec.topology}], float32; measured = host gcc -O2 object and sizeof(state_t)")
+    print(f"{'variant':<16}{'flash params B':>15}{'analytical':>12}{'RAM state B':>13}{'analytical':>12}"
+          f"{'step stack B':>14}  state formula")
+    for i, r in enumerate(rows):
+        name = r["rule"] + (f"(m={r['window']})" if r["window"] else "") + (" *" if i == 0 else "")
+        print(f"{name:<16}{r['params_bytes']:>15}{r['params_bytes_analytical']:>12}{r['state_bytes']:>13}"
+              f"{r['state_bytes_analytical']:>12}{r['step_stack_bytes']:>14}  {r['state_formula']}")
+    print("* the generated variant")
+    return 0
+
+
+def cmd_verify(args: argparse.Namespace) -> int:
+    from nchl_codegen.build import CController
+    from nchl_codegen.verify import verify
+
+    genome, spec, task = _genome_task(args)
+    report = verify(task.make_env(full_length=not args.allow_termination), genome.controller(spec=spec),
+                    CController(spec, genome.values), [args.seed + k for k in range(args.episodes)],
+                    compare_state=args.state, tolerance=args.tolerance)
+    report.update({"task": task.name, "rule": spec.rule, "window": spec.window, "genome": str(args.genome)})
+    if args.json:
+        print(json.dumps(report, indent=2))
+    else:
+        label = spec.rule + (f" (m={spec.window})" if spec.window else "")
+        print(f"{task.name}, {label}, layers [{spec.topology}]: generated C vs Python reference")
+        print(f"{'seed':>6}{'steps':>7}{'max abs err':>13}{'max ULP':>9}"
+              + (f"{'state abs':>11}{'state ULP':>11}" if args.state else "")
+              + f"{'fitness py':>12}{'fitness C':>11}")
+        for e in report["episodes"]:
+            print(f"{e['seed']:>6}{e['steps']:>7}{e['max_abs_error']:>13.3g}{e['max_ulp_error']:>9}"
+                  + (f"{e['state_max_abs_error']:>11.3g}{e['state_max_ulp_error']:>11}" if args.state else "")
+                  + f"{e['fitness_python']:>12.4f}{e['fitness_c']:>11.4f}")
+        verdict = "PASS" if report["passed"] else "FAIL"
+        print(f"{verdict}: max abs action error {report['max_abs_error']:.3g} (tolerance {args.tolerance:g})")
+    return 0 if report["passed"] else 1
 
 
 def cmd_plot(args: argparse.Namespace) -> int:
@@ -224,6 +293,30 @@ def build_parser() -> argparse.ArgumentParser:
     q.add_argument("--trace", metavar="NPZ", help="record observations/actions of the first episode")
     q.add_argument("--json", action="store_true")
     q.set_defaults(func=cmd_evaluate)
+
+    q = sub.add_parser("codegen", help="generate fixed-memory C99 for a genome")
+    q.add_argument("genome", help="genome file (.npz)")
+    q.add_argument("--prefix", default="nchl_ctrl", help="C symbol prefix (default nchl_ctrl)")
+    q.add_argument("--out", default=".", metavar="DIR")
+    q.add_argument("--rule", choices=["nchl", "wnchl"], help="deploy an NcHL genome as WNcHL or back")
+    q.add_argument("--window", type=int, help="WNcHL window m")
+    q.add_argument("--report", action="store_true", help="compile and report flash/RAM/stack of HL, NcHL, WNcHL")
+    q.add_argument("--json", action="store_true", help="report as JSON")
+    q.set_defaults(func=cmd_codegen)
+
+    q = sub.add_parser("verify", help="run generated C and Python in the same rollouts and compare")
+    q.add_argument("genome", help="genome file (.npz)")
+    q.add_argument("--task", help="default: the genome's task")
+    q.add_argument("--episodes", type=int, default=3)
+    q.add_argument("--seed", type=int, default=0, help="first episode seed")
+    q.add_argument("--rule", choices=["nchl", "wnchl"], help="deploy an NcHL genome as WNcHL or back")
+    q.add_argument("--window", type=int, help="WNcHL window m")
+    q.add_argument("--state", action="store_true", help="also compare the whole state every step")
+    q.add_argument("--allow-termination", action="store_true",
+                   help="let the task end episodes early (default: full-length episodes)")
+    q.add_argument("--tolerance", type=float, default=1e-5, help="max abs action error allowed (default 1e-5)")
+    q.add_argument("--json", action="store_true")
+    q.set_defaults(func=cmd_verify)
 
     q = sub.add_parser("plot", help="fitness curves and final-best box plots of runs, grouped by rule")
     q.add_argument("runs", nargs="+", metavar="RUN_DIR")

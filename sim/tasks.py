@@ -56,10 +56,14 @@ class Task:
     hidden: tuple[int, ...]
     episode_steps: int = 1000
     kwargs: dict = field(default_factory=dict)
+    no_termination: dict = field(default_factory=dict)
 
-    def make_env(self, early_stop: bool = False) -> gym.Env:
-        """A fresh environment; ``early_stop`` adds :class:`NoProgressStop`."""
-        env = gym.make(self.env_id, max_episode_steps=self.episode_steps, **self.kwargs)
+    def make_env(self, early_stop: bool = False, full_length: bool = False) -> gym.Env:
+        """A fresh environment; ``early_stop`` adds :class:`NoProgressStop`; ``full_length``
+        switches off the task's own termination (Ant's unhealthy check), so every episode
+        lasts ``episode_steps`` (used to compare C and Python over whole episodes)."""
+        kwargs = {**self.kwargs, **(self.no_termination if full_length else {})}
+        env = gym.make(self.env_id, max_episode_steps=self.episode_steps, **kwargs)
         return NoProgressStop(env) if early_stop else env
 
     @cached_property
@@ -80,9 +84,11 @@ VSR_ID = "nchl/VSRWalker-v0"
 
 TASKS: dict[str, Task] = {t.name: t for t in (
     Task("ant", "Ant-v5", "MuJoCo Ant (Gymnasium Ant-v5), observation without contact forces",
-         hidden=(128, 64), kwargs={"include_cfrc_ext_in_observation": False}),
+         hidden=(128, 64), kwargs={"include_cfrc_ext_in_observation": False},
+         no_termination={"terminate_when_unhealthy": False}),
     Task("ant-contacts", "Ant-v5", "MuJoCo Ant (Gymnasium Ant-v5), observation with contact forces",
-         hidden=(128, 64), kwargs={"include_cfrc_ext_in_observation": True}),
+         hidden=(128, 64), kwargs={"include_cfrc_ext_in_observation": True},
+         no_termination={"terminate_when_unhealthy": False}),
     Task("vsr-high", VSR_ID, "4x3 VSR biped on flat ground, high sensing (all sensors, all voxels)",
          hidden=(32, 32), kwargs={"sensors": "high"}),
     Task("vsr-medium", VSR_ID, "4x3 VSR biped on flat ground, medium sensing",
