@@ -4,11 +4,13 @@ Two things make float results depend on the implementation: the order of a
 sum, and the activation function. Both are fixed here.
 
 * :func:`seq_sum` adds along axis 0 in index order, starting from zero, which
-  is what the C loops do. numpy reduces a C-contiguous array along its outer
-  axis one row at a time (the inner, contiguous axis is where it would switch
-  to pairwise summation), and accumulates a 1-D array strictly in order; a
-  final ``+ 0`` turns the only possible difference, a ``-0`` where C has
-  ``+0``, into C's result.
+  is what the C loops do. numpy reduces a C-contiguous array with two or more
+  columns along its outer axis one row at a time (pairwise summation only
+  happens along the inner, contiguous axis, which is what an array with a
+  single column becomes); a single column or a 1-D array is accumulated with
+  ``cumsum``, sequential by definition. A final ``+ 0`` turns the only
+  possible difference, a ``-0`` where C has ``+0``, into C's result.
+  ``tests/test_kernels.py`` checks the order against a Python loop.
 * :func:`tanh` in float32 is a rational function, ``x P(x^2) / Q(x^2)`` with
   degree-4 polynomials evaluated by Horner's rule, the input clamped to
   ``[-9, 9]`` and the output to ``[-1, 1]``: only ``+ * /`` and comparisons,
@@ -57,6 +59,6 @@ def seq_sum(a: np.ndarray) -> np.ndarray:
     zero = a.dtype.type(0)
     if a.shape[0] == 0:
         return np.zeros(a.shape[1:], dtype=a.dtype)
-    if a.ndim == 1:
-        return np.cumsum(a)[-1] + zero
+    if a.size == a.shape[0]:  # one column: numpy would sum it pairwise
+        return np.cumsum(a.reshape(-1))[-1].reshape(a.shape[1:]) + zero
     return np.add.reduce(np.ascontiguousarray(a), axis=0) + zero

@@ -90,11 +90,12 @@ def test_strict_compile_no_heap_no_stdio_fixed_memory(tmp_path, spec, cc):
     h, c_file = generated(tmp_path, spec)
     info = compile_object(c_file, cc)  # -Werror with the strict flag set
     assert not set(info.undefined) & set(FORBIDDEN_SYMBOLS)
-    assert set(info.undefined) <= {"__stack_chk_fail"}  # nothing from libm or libc is needed
+    # nothing from libm or libc, but what a compiler may emit for loops on any target
+    assert set(info.undefined) <= {"__stack_chk_fail", "memset", "memcpy"}
     defined = {name for name, (kind, _) in info.symbols.items() if kind in "TtDdBbRr"}
-    assert {"ctl_init", "ctl_step", "ctl_params"} <= defined
+    assert {"ctl_init", "ctl_step"} <= defined
     if cc == "gcc":
-        assert info.stack["ctl_step"] > 0
+        assert "ctl_params" in defined and info.stack["ctl_step"] > 0
 
 
 def test_size_report_matches_the_analytical_model():
