@@ -58,8 +58,12 @@ def genome_sha256(values: np.ndarray) -> str:
     return hashlib.sha256(np.asarray(values, dtype="<f8").tobytes()).hexdigest()
 
 
-def context(spec: Spec, genome: np.ndarray, prefix: str) -> dict:
-    """Everything the templates need, computed once in Python."""
+def context(spec: Spec, genome: np.ndarray, prefix: str, runtime_params: bool = False) -> dict:
+    """Everything the templates need, computed once in Python.
+
+    ``runtime_params`` makes a host build for evaluation: the genome is an argument of
+    ``<prefix>_step`` instead of a flash constant, so one build serves every genome
+    of a spec (evolution) with the same float operations."""
     values = check_genome(spec, genome, np.dtype(np.float64))
     t = spec.topology
     fp = footprint(spec)
@@ -81,24 +85,24 @@ def context(spec: Spec, genome: np.ndarray, prefix: str) -> dict:
         "layer_info": layer_info, "init_range": spec.init_range, "init_range_literal": c_float(spec.init_range),
         "clip": spec.clip, "clip_literal": None if spec.clip is None else c_float(spec.clip),
         "tanh_clamp": c_float(TANH_CLAMP), "tanh_p": [c_float(c) for c in TANH_P],
-        "tanh_q": [c_float(c) for c in TANH_Q],
+        "tanh_q": [c_float(c) for c in TANH_Q], "runtime_params": runtime_params,
     }
 
 
-def generate(spec: Spec, genome: np.ndarray, prefix: str) -> dict[str, str]:
+def generate(spec: Spec, genome: np.ndarray, prefix: str, runtime_params: bool = False) -> dict[str, str]:
     """The generated files, by name."""
-    ctx = context(spec, genome, prefix)
+    ctx = context(spec, genome, prefix, runtime_params)
     env = _environment()
     return {f"{prefix}.h": env.get_template("controller.h.j2").render(ctx),
             f"{prefix}.c": env.get_template("controller.c.j2").render(ctx)}
 
 
-def cdef(spec: Spec, prefix: str) -> str:
+def cdef(spec: Spec, prefix: str, runtime_params: bool = False) -> str:
     """Declarations for cffi (plain numbers: cffi does not evaluate the header's macros)."""
     t = spec.topology
     return _environment().get_template("cffi_cdef.j2").render(
         prefix=check_prefix(prefix), rule=spec.rule, window=spec.window, neurons=t.neurons,
-        synapses=t.synapses, layers=list(t.layers))
+        synapses=t.synapses, layers=list(t.layers), runtime_params=runtime_params)
 
 
 def write(files: dict[str, str], out: str | Path) -> list[Path]:

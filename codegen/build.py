@@ -49,12 +49,16 @@ def _load(module_name: str, folder: Path) -> Any:
     return module
 
 
-def build(spec: Spec, genome: np.ndarray, prefix: str = "nchl_ctrl") -> Any:
-    """The compiled cffi module (``.lib``, ``.ffi``) of the generated controller."""
+def build(spec: Spec, genome: np.ndarray | None, prefix: str = "nchl_ctrl") -> Any:
+    """The compiled cffi module (``.lib``, ``.ffi``) of the generated controller.
+
+    With ``genome=None`` the build takes the genome at run time (``<prefix>_step(params, ...)``):
+    one compilation per spec, for evaluating many genomes."""
     from cffi import FFI
 
-    files = generate(spec, genome, prefix)
-    declarations = cdef(spec, prefix)
+    runtime = genome is None
+    files = generate(spec, np.zeros(spec.genome_length) if runtime else genome, prefix, runtime)
+    declarations = cdef(spec, prefix, runtime)
     h = hashlib.sha256()
     for part in (*sorted(files.items()), ("cdef", declarations), ("flags", " ".join(CFLAGS))):
         h.update(repr(part).encode())
@@ -90,19 +94,38 @@ def build(spec: Spec, genome: np.ndarray, prefix: str = "nchl_ctrl") -> Any:
     return module
 
 
-class CController(Controller):
-    """The generated C controller behind the reference controller's interface (float32 only)."""
+_RUNTIME_MODULES: dict[tuple[Spec, str], Any] = {}
 
-    def __init__(self, spec: Spec, genome: object, prefix: str = "nchl_ctrl") -> None:
+
+class CController(Controller):
+    """The generated C controller behind the reference controller's interface (float32 only).
+
+    ``runtime_params=False`` compiles the genome into the code, exactly as deployed;
+    ``True`` reuses one build per spec and passes the genome at run time (for evolution).
+    Both perform the same float operations."""
+
+    def __init__(self, spec: Spec, genome: object, prefix: str = "nchl_ctrl", runtime_params: bool = False) -> None:
         self.rule = spec.rule
         self.prefix = prefix
+        self.runtime_params = runtime_params
         super().__init__(spec, genome, np.float32)
 
     def _unpack(self, blocks: dict[str, np.ndarray]) -> None:
-        module = build(self.spec, self.genome, self.prefix)
+        if self.runtime_params:
+            key = (self.spec, self.prefix)
+            if key not in _RUNTIME_MODULES:
+                _RUNTIME_MODULES[key] = build(self.spec, None, self.prefix)
+            module = _RUNTIME_MODULES[key]
+        else:
+            module = build(self.spec, self.genome, self.prefix)
         ffi, lib = module.ffi, module.lib
         self._init = getattr(lib, f"{self.prefix}_init")
-        self._step = getattr(lib, f"{self.prefix}_step")
+        step = getattr(lib, f"{self.prefix}_step")
+        if self.runtime_params:
+            params = ffi.cast("float *", ffi.from_buffer(self.genome))
+            self._step = lambda state, obs, act: step(params, state, obs, act)
+        else:
+            self._step = step
         self._state = ffi.new(f"{self.prefix}_state_t *")
         self._raw = np.frombuffer(ffi.buffer(self._state), dtype=np.uint8)  # the struct's bytes
         t = self.topology

@@ -82,7 +82,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
 
 _EVOLVE_FLAGS = ("task", "rule", "window", "layers", "generations", "popsize", "sigma", "init_range", "clip",
-                 "episodes", "seed", "workers", "optimizer")
+                 "episodes", "seed", "workers", "optimizer", "backend")
 
 
 def cmd_evolve(args: argparse.Namespace) -> int:
@@ -140,7 +140,8 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     genome, spec, task = _genome_task(args)
     task_name = task.name
     stats = evaluate_genome(spec, genome.values, task_name, args.episodes, args.seed, args.workers,
-                            early_stop=args.early_stop, log=lambda m: print(m, file=sys.stderr))
+                            early_stop=args.early_stop, backend=args.backend,
+                            log=lambda m: print(m, file=sys.stderr))
     stats.update({"task": task_name, "rule": spec.rule, "window": spec.window, "genome": str(args.genome)})
     if args.trace:
         r = rollout(task.make_env(early_stop=args.early_stop), genome.controller(spec=spec), args.seed, record=True)
@@ -276,6 +277,8 @@ def build_parser() -> argparse.ArgumentParser:
     q.add_argument("--seed", type=int)
     q.add_argument("--workers", type=int, help="worker processes (default 2)")
     q.add_argument("--optimizer", choices=["auto", "cma", "sep-cma", "openai-es"])
+    q.add_argument("--backend", choices=["c", "python"],
+                   help="controller used in rollouts: generated C (default, bit-identical, faster) or Python")
     q.add_argument("--no-early-stop", action="store_true", help="run every episode to its full length")
     q.add_argument("--out", metavar="DIR", help="run directory (new)")
     q.add_argument("--resume", metavar="DIR", help="continue the run in DIR (optionally with more --generations)")
@@ -290,6 +293,7 @@ def build_parser() -> argparse.ArgumentParser:
     q.add_argument("--window", type=int, help="WNcHL window m")
     q.add_argument("--workers", type=int, default=2)
     q.add_argument("--early-stop", action="store_true", help="apply the evolution early stop (default off)")
+    q.add_argument("--backend", choices=["c", "python"], default="c", help="controller implementation (default c)")
     q.add_argument("--trace", metavar="NPZ", help="record observations/actions of the first episode")
     q.add_argument("--json", action="store_true")
     q.set_defaults(func=cmd_evaluate)

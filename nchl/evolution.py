@@ -46,6 +46,7 @@ from .workers import WorkerPool
 CHECKPOINT = "checkpoint.bin"
 _CHECKPOINT_MAGIC = b"NCHL-CHECKPOINT-1\n"
 GENOME_INIT_RANGE = 1.0  # the initial ES mean is uniform in [-1, 1], as in the paper
+BACKENDS = ("c", "python")
 
 
 class ConfigError(NchlError):
@@ -74,6 +75,7 @@ class EvolveConfig:
     workers: int = 2
     optimizer: str = "auto"                 # auto | cma | sep-cma | openai-es
     early_stop: bool = True
+    backend: str = "c"                      # c (generated C, bit-identical, faster) | python
 
     @classmethod
     def from_mapping(cls, values: dict[str, Any], source: str = "config") -> "EvolveConfig":
@@ -112,6 +114,7 @@ class EvolveConfig:
         need(is_int(self.workers) and self.workers >= 1, f"workers must be an integer >= 1, got {self.workers!r}")
         need(isinstance(self.early_stop, bool), f"early_stop must be true or false, got {self.early_stop!r}")
         need(isinstance(self.optimizer, str), f"optimizer must be a name, got {self.optimizer!r}")
+        need(self.backend in BACKENDS, f"backend must be one of {', '.join(BACKENDS)}, got {self.backend!r}")
 
     def task_obj(self):
         return get_task(self.task)
@@ -147,16 +150,26 @@ def episode_seeds(seed: int, generation: int, episodes: int) -> list[int]:
 _ENVS: dict[tuple[str, bool], Any] = {}
 
 
+def evaluation_controller(spec: Spec, genome: np.ndarray, backend: str):
+    """The controller used to score a genome: the Python reference, or the generated C built
+    once per spec with the genome passed at run time. Both compute the same bits."""
+    if backend == "python":
+        return make_controller(spec, genome)
+    from nchl_codegen.build import CController
+
+    return CController(spec, genome, runtime_params=True)
+
+
 def evaluate_candidate(payload: tuple, attempt: int) -> dict:
     """Mean fitness of one genome over the given episode seeds (runs in a worker).
 
     The environment is created once per worker and task, then reused.
     """
-    task_name, spec, genome, seeds, early_stop = payload
+    task_name, spec, genome, seeds, early_stop, backend = payload
     key = (task_name, early_stop)
     if key not in _ENVS:
         _ENVS[key] = get_task(task_name).make_env(early_stop=early_stop)
-    controller = make_controller(spec, genome)
+    controller = evaluation_controller(spec, genome, backend)
     results = [rollout(_ENVS[key], controller, s) for s in seeds]
     return {"fitness": float(np.mean([r.fitness for r in results])), "steps": sum(r.steps for r in results)}
 
@@ -274,7 +287,7 @@ class Run:
                 t0 = time.perf_counter()
                 candidates = opt.ask()
                 seeds = episode_seeds(cfg.seed, g, cfg.episodes)
-                outcomes = pool.map([(cfg.task, self.spec, x, seeds, cfg.early_stop) for x in candidates])
+                outcomes = pool.map([(cfg.task, self.spec, x, seeds, cfg.early_stop, cfg.backend) for x in candidates])
                 ok = np.array([o.ok for o in outcomes])
                 if not ok.any():
                     raise NchlError(f"all {len(outcomes)} evaluations of generation {g + 1} failed; "
@@ -316,12 +329,12 @@ class Run:
 
 
 def evaluate_genome(spec: Spec, genome: np.ndarray, task: str, episodes: int, seed: int = 0,
-                    workers: int = 1, early_stop: bool = False,
+                    workers: int = 1, early_stop: bool = False, backend: str = "c",
                     log: Callable[[str], None] = print) -> dict:
     """Fitness statistics of one genome over ``episodes`` rollouts with seeds ``seed .. seed + episodes - 1``."""
     seeds = [seed + k for k in range(episodes)]
     with WorkerPool("nchl.evolution:evaluate_candidate", min(workers, episodes), log=log) as pool:
-        outcomes = pool.map([(task, spec, genome, [s], early_stop) for s in seeds])
+        outcomes = pool.map([(task, spec, genome, [s], early_stop, backend) for s in seeds])
     failed = [s for s, o in zip(seeds, outcomes) if not o.ok]
     if failed:
         raise NchlError(f"{len(failed)} of {episodes} episodes failed (seeds {failed[:5]}); first error:\n"

@@ -44,11 +44,12 @@ def test_small_run_per_rule(tmp_path, rule, extra):
     assert any("gen    3/3" in m and "ETA" in m for m in logs)
 
 
-def test_same_seed_same_log_regardless_of_workers(tmp_path):
+def test_same_seed_same_log_regardless_of_workers_and_backend(tmp_path):
     a, _ = evolve(tmp_path, "a", seed=7)
     b, _ = evolve(tmp_path, "b", seed=7, workers=2)
+    p, _ = evolve(tmp_path, "p", seed=7, backend="python")  # the reference gives the very same fitness
     c, _ = evolve(tmp_path, "c", seed=8)
-    assert log_of(a) == log_of(b)
+    assert log_of(a) == log_of(b) == log_of(p)
     assert log_of(a) != log_of(c)
     np.testing.assert_array_equal(Genome.load(a / "best.npz").values, Genome.load(b / "best.npz").values)
 
