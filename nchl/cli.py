@@ -61,23 +61,12 @@ def cmd_tasks(args: argparse.Namespace) -> int:
     return 0
 
 
-def cmd_demo(args: argparse.Namespace) -> int:
-    """Parameter table of the Ant network, then one random NcHL episode per task."""
-    import numpy as np
+def cmd_pipeline(args: argparse.Namespace) -> int:
+    from .pipeline import run_pipeline
 
-    from nchl_sim import TASKS, rollout
-
-    from .controllers import make_controller
-    from .spec import Spec
-
-    cmd_params(argparse.Namespace(layers=TASKS["ant"].topology(), window=10, json=False, plot=None))
-    print(f"\none episode per task, NcHL with a random genome (seed {args.seed}):")
-    print(f"{'task':<17}{'fitness m':>10}{'return':>10}{'steps':>7}  reason")
-    for task in TASKS.values():
-        spec = Spec("nchl", task.topology())
-        genome = np.random.default_rng(args.seed).uniform(-1, 1, spec.genome_length)
-        r = rollout(task.make_env(early_stop=True), make_controller(spec, genome), seed=args.seed)
-        print(f"{task.name:<17}{r.fitness:>10.3f}{r.env_return:>10.2f}{r.steps:>7}  {r.reason}")
+    run_pipeline(args.out, task=args.task, generations=args.generations, popsize=args.popsize,
+                 window=args.window, seed=args.seed, workers=args.workers,
+                 log=lambda m: print(m, file=sys.stderr))
     return 0
 
 
@@ -327,9 +316,15 @@ def build_parser() -> argparse.ArgumentParser:
     q.add_argument("-o", "--output", default="fitness.png")
     q.set_defaults(func=cmd_plot)
 
-    q = sub.add_parser("demo", help="the main job for now: memory table and one NcHL episode per task")
+    q = sub.add_parser("pipeline", help="the main job: evolve NcHL -> generate C (NcHL, WNcHL) -> verify -> sizes")
+    q.add_argument("--task", default="ant")
+    q.add_argument("--out", default="runs/pipeline", metavar="DIR", help="default runs/pipeline (resumed if present)")
+    q.add_argument("--generations", type=int, default=60)
+    q.add_argument("--popsize", type=int, default=32)
+    q.add_argument("--window", type=int, default=10, help="WNcHL window of the weightless deployment")
     q.add_argument("--seed", type=int, default=0)
-    q.set_defaults(func=cmd_demo)
+    q.add_argument("--workers", type=int, default=2)
+    q.set_defaults(func=cmd_pipeline)
     return p
 
 

@@ -42,7 +42,17 @@ def test_tasks_json(tmp_path):
     assert tasks["ant"]["layers"] == [27, 128, 64, 8] and tasks["vsr-low"]["obs"] == 12
 
 
-def test_demo_runs(tmp_path):
-    r = nchl("demo", cwd=tmp_path)
+def test_main_job_pipeline_reduced(tmp_path):
+    """The README's main job at a tiny budget: evolve -> C for NcHL and WNcHL -> verify -> sizes."""
+    r = nchl("pipeline", "--task", "vsr-low", "--generations", "2", "--popsize", "4", "--workers", "1",
+             "--out", "p", cwd=tmp_path)
     assert r.returncode == 0, r.stderr
-    assert "vsr-high-uneven" in r.stdout and "55.3x fewer" in r.stdout
+    summary = json.loads((tmp_path / "p" / "summary.json").read_text())
+    variants = {v["variant"]: v for v in summary["variants"]}
+    assert set(variants) == {"nchl", "wnchl(m=10)"}
+    for v in variants.values():
+        assert v["passed"] and v["max_abs_error"] == 0 and v["steps"] == 1000
+        assert v["fitness_c"] == v["fitness_python"]
+    assert variants["wnchl(m=10)"]["ram_state_bytes"] == 4 * 10 * (12 + 32 + 32 + 10) + 8
+    assert (tmp_path / "p" / "c" / "nchl" / "vsr_low_nchl.c").exists()
+    assert "max |C-py|" in r.stdout
