@@ -224,6 +224,87 @@ def cmd_verify(args: argparse.Namespace) -> int:
     return 0 if report["passed"] else 1
 
 
+def cmd_size(args: argparse.Namespace) -> int:
+    """Cortex-M flash/RAM/stack of generated controllers (a folder) or of a genome's variants."""
+    import tempfile
+    from pathlib import Path
+
+    from nchl_codegen import generate, write
+    from nchl_codegen.firmware import size_sources
+
+    from .controllers import nchl_as_hl
+    from .genome import Genome
+    from .spec import Spec
+
+    targets = args.target.split(",")
+    path = Path(args.path)
+    with tempfile.TemporaryDirectory() as tmp:
+        if path.is_dir():
+            folder = path
+            prefixes = sorted(p.stem for p in path.glob("*.c") if (path / f"{p.stem}.h").exists())
+            if not prefixes:
+                raise NchlError(f"{path} holds no generated controller (<prefix>.c with <prefix>.h)")
+        else:
+            genome = Genome.load(path)
+            folder, variants = Path(tmp), []
+            if genome.spec.rule == "hl":
+                variants.append(("hl", genome.spec, genome.values))
+            else:
+                variants.append(("hl", *nchl_as_hl(genome.spec, genome.values)))
+                nchl_spec = Spec("nchl", genome.spec.topology)
+                variants.append(("nchl", nchl_spec, genome.values))
+                for m in (int(w) for w in args.windows.split(",")):
+                    variants.append((f"wnchl_m{m}", Spec("wnchl", genome.spec.topology, window=m), genome.values))
+            for prefix, spec, values in variants:
+                write(generate(spec, values, prefix), folder)
+            prefixes = [v[0] for v in variants]
+        rows = [size_sources(folder, p, t) for t in targets for p in prefixes]
+    if args.json:
+        print(json.dumps(rows, indent=2))
+        return 0
+    print(f"{'target':<12}{'variant':<14}{'flash B':>9}{'RAM B':>8}{'stack B':>9}{'code B':>8}"
+          f"{'params B':>10}{'state B':>9}")
+    for r in rows:
+        name = r["rule"] + (f"(m={r['window']})" if r["window"] else "")
+        print(f"{r['target']:<12}{name:<14}{r['flash_bytes']:>9}{r['ram_bytes']:>8}{r['stack_bytes']:>9}"
+              f"{r['controller_code_bytes']:>8}{r['params_bytes_analytical']:>10}{r['state_bytes_analytical']:>9}")
+    print("flash = .isr_vector+.text+.rodata+.ARM.exidx+.data and RAM = .data+.bss of a minimal firmware that "
+          "owns the state; stack = worst step frame (-fstack-usage); params/state = analytical")
+    return 0
+
+
+def cmd_emulate(args: argparse.Namespace) -> int:
+    import numpy as np
+
+    from nchl_codegen.firmware import emulate
+    from nchl_sim import rollout
+
+    genome, spec, task = _genome_task(args)
+    if args.trace:
+        try:
+            with np.load(args.trace, allow_pickle=False) as t:
+                obs = t["obs"]
+        except (OSError, ValueError, KeyError) as e:
+            raise NchlError(f"{args.trace}: not a trace written by nchl evaluate --trace: {e}") from None
+        if obs.ndim != 2 or obs.shape[1] != spec.topology.n_in:
+            raise NchlError(f"{args.trace}: observations of shape {obs.shape} do not fit layers [{spec.topology}]")
+    else:
+        obs = rollout(task.make_env(full_length=True), genome.controller(spec=spec), args.seed, record=True).obs
+    obs = obs[:args.steps]
+    r = emulate(spec, genome.values, obs, args.seed, args.board, timeout=args.timeout)
+    r.update({"task": task.name, "genome": str(args.genome)})
+    if args.json:
+        print(json.dumps(r, indent=2))
+    else:
+        label = spec.rule + (f" (m={spec.window})" if spec.window else "")
+        print(f"{args.board} ({r['target']}), {label}, layers [{spec.topology}], {r['steps']} steps replayed")
+        print(f"max abs action error {r['max_abs_error']:.3g}, max ULP {r['max_ulp_error']}")
+        print(f"instructions per step: median {r['instructions_per_step_median']:.0f}, max "
+              f"{r['instructions_per_step_max']:.0f}; floor {r['floor_macs_per_step']} multiply-adds "
+              f"({r['instructions_per_mac']:.1f} instructions per multiply-add)")
+    return 0 if r["max_abs_error"] <= args.tolerance and r["nonzero_status"] == 0 else 1
+
+
 def cmd_plot(args: argparse.Namespace) -> int:
     from .plots import plot_runs
 
@@ -310,6 +391,27 @@ def build_parser() -> argparse.ArgumentParser:
     q.add_argument("--tolerance", type=float, default=1e-5, help="max abs action error allowed (default 1e-5)")
     q.add_argument("--json", action="store_true")
     q.set_defaults(func=cmd_verify)
+
+    q = sub.add_parser("size", help="Cortex-M flash/RAM/stack of generated C, or of a genome's HL/NcHL/WNcHL")
+    q.add_argument("path", help="folder of generated <prefix>.c/.h, or a genome file (.npz)")
+    q.add_argument("--target", default="cortex-m4f", help="cortex-m4f, cortex-m0, cortex-m33 (comma-separated)")
+    q.add_argument("--windows", default="1,10,50", help="WNcHL windows for a genome (default 1,10,50)")
+    q.add_argument("--json", action="store_true")
+    q.set_defaults(func=cmd_size)
+
+    q = sub.add_parser("emulate", help="replay a trace through the C on an emulated Cortex-M4 (qemu)")
+    q.add_argument("genome", help="genome file (.npz)")
+    q.add_argument("--task", help="default: the genome's task")
+    q.add_argument("--board", default="mps2-an386")
+    q.add_argument("--trace", metavar="NPZ", help="observations from nchl evaluate --trace (default: record one)")
+    q.add_argument("--steps", type=int, default=1000, help="replay at most this many steps (default 1000)")
+    q.add_argument("--seed", type=int, default=0, help="episode seed (recording and controller init)")
+    q.add_argument("--rule", choices=["nchl", "wnchl"], help="deploy an NcHL genome as WNcHL or back")
+    q.add_argument("--window", type=int, help="WNcHL window m")
+    q.add_argument("--tolerance", type=float, default=1e-5)
+    q.add_argument("--timeout", type=float, default=600.0, help="seconds allowed for the emulator")
+    q.add_argument("--json", action="store_true")
+    q.set_defaults(func=cmd_emulate)
 
     q = sub.add_parser("plot", help="fitness curves and final-best box plots of runs, grouped by rule")
     q.add_argument("runs", nargs="+", metavar="RUN_DIR")

@@ -322,6 +322,25 @@ class WNcHL(Controller):
         self.acts, self.pos, self.count = state["acts"].copy(), pos, count
 
 
+def nchl_as_hl(spec: Spec, genome: object) -> tuple[Spec, np.ndarray]:
+    """The HL spec and genome that behave as an NcHL genome: ``A_ij = A_i``, ``B_ij = B_j``,
+    ``C_ij = C_i C_j``, ``D_ij = D_i D_j``, ``eta_ij = (eta_i + eta_j) / 2`` (for size comparisons
+    of the same controller deployed synapse-centric)."""
+    if spec.rule not in ("nchl", "wnchl"):
+        raise NchlError(f"only an NcHL genome has an HL equivalent, not {spec.rule!r}")
+    values = check_genome(spec, genome, np.dtype(np.float64))
+    per: dict[str, list[np.ndarray]] = {name: [] for name in ("A", "B", "C", "D", "eta")}
+    for q in nchl_layers(spec.topology, _split(values, spec)):
+        shape = (len(q["A_pre"]), len(q["B_post"]))
+        per["A"].append(np.broadcast_to(q["A_pre"][:, None], shape))
+        per["B"].append(np.broadcast_to(q["B_post"][None, :], shape))
+        per["C"].append(np.multiply.outer(q["C_pre"], q["C_post"]))
+        per["D"].append(np.multiply.outer(q["D_pre"], q["D_post"]))
+        per["eta"].append(np.add.outer(q["eta_pre"], q["eta_post"]) / 2)
+    hl = Spec("hl", spec.topology, init_range=spec.init_range, clip=spec.clip)
+    return hl, np.concatenate([np.concatenate([m.ravel() for m in per[name]]) for name in per])
+
+
 CONTROLLERS: dict[str, type[Controller]] = {"hl": HL, "nchl": NcHL, "wnchl": WNcHL}
 
 

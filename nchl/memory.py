@@ -82,3 +82,19 @@ def fig1(path: str, n_in: int, n_out: int, widths=(16, 32, 64, 128, 256), max_hi
     fig.tight_layout()
     fig.savefig(path, dpi=120)
     plt.close(fig)
+
+
+def macs_per_step(spec: Spec) -> int:
+    """Arithmetic floor of one control step in multiply-adds, shared terms hoisted.
+
+    Forward ``W``; HL update ``5 W`` (``A x + B y + C x y + D``, times ``eta``); NcHL
+    update ``4 W`` (per-neuron terms precomputed: ``a_i + b_j + c_i c_j + d_i d_j``, times
+    ``eta_ij``); WNcHL ``4 m n + 2 m p`` per layer (the low-rank forward, no update).
+    """
+    t = spec.topology
+    if spec.rule == "hl":
+        return 6 * t.synapses
+    if spec.rule == "nchl":
+        return 5 * t.synapses
+    m = spec.window
+    return sum(4 * m * n + 2 * m * p for n, p in t.shapes)

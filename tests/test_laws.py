@@ -4,7 +4,7 @@ import numpy as np
 from hypothesis import given, settings, strategies as st
 
 from nchl import Spec, make_controller
-from nchl.controllers import nchl_layers
+from nchl.controllers import nchl_as_hl
 from nchl.oracle import NaiveWNcHL
 from nchl.spec import Spec as _Spec
 
@@ -20,30 +20,13 @@ def random_run(spec_layers, seed, steps):
     return genome, obs
 
 
-def tied_hl_genome(layers, nchl_genome):
-    """HL genome with A_ij = A_i, B_ij = B_j, C_ij = C_i C_j, D_ij = D_i D_j, eta_ij = (eta_i + eta_j)/2."""
-    spec = Spec("nchl", layers)
-    blocks, k = {}, 0
-    for name, n in spec.blocks:
-        blocks[name] = nchl_genome[k:k + n]
-        k += n
-    per = {name: [] for name in ("A", "B", "C", "D", "eta")}
-    for q in nchl_layers(spec.topology, blocks):
-        shape = (len(q["A_pre"]), len(q["B_post"]))  # (pre, post)
-        per["A"].append(np.broadcast_to(q["A_pre"][:, None], shape))
-        per["B"].append(np.broadcast_to(q["B_post"][None, :], shape))
-        per["C"].append(np.outer(q["C_pre"], q["C_post"]))
-        per["D"].append(np.outer(q["D_pre"], q["D_post"]))
-        per["eta"].append((q["eta_pre"][:, None] + q["eta_post"][None, :]) / 2)
-    return np.concatenate([np.concatenate([m.ravel() for m in per[name]]) for name in per])
-
-
 @settings(max_examples=60, deadline=None)
 @given(layers=topologies, seed=seeds, steps=st.integers(1, 12))
 def test_nchl_equals_hl_with_neuron_derived_synapse_parameters(layers, seed, steps):
     genome, obs = random_run(layers, seed, steps)
     nchl = make_controller(Spec("nchl", layers), genome, np.float64)
-    hl = make_controller(Spec("hl", layers), tied_hl_genome(layers, genome), np.float64)
+    hl_spec, hl_genome = nchl_as_hl(Spec("nchl", layers), genome)
+    hl = make_controller(hl_spec, hl_genome, np.float64)
     for o in obs:
         np.testing.assert_allclose(hl.step(o), nchl.step(o), rtol=1e-9, atol=1e-12)
     for wh, wn in zip(hl.weights, nchl.weights):

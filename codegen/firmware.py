@@ -1,0 +1,216 @@
+"""Cortex-M builds of the generated controller: size reports and emulated replay.
+
+* :func:`size_firmware` links the controller into the smallest firmware that
+  owns its state (``size_main.c``) for one core and reports flash
+  (``.isr_vector + .text + .rodata + .ARM.exidx + .data``), RAM (``.data + .bss``)
+  and the worst stack of a step from ``-fstack-usage``.
+* :func:`emulate` builds a bare-metal image for an emulated board (startup code,
+  linker script and replay program, all from ``firmware_templates/``), replays
+  an observation trace through ``<prefix>_step`` under ``qemu-system-arm`` and
+  compares every action with the Python reference. Cost per step comes from
+  SysTick under ``-icount``: QEMU then advances virtual time by ``2**shift`` ns
+  per instruction, so the tick count is a deterministic function of the
+  instructions executed.
+
+Toolchain: Debian's ``gcc-arm-none-eabi``, ``libnewlib-arm-none-eabi`` and
+``qemu-system-arm``.
+"""
+
+from __future__ import annotations
+
+import re
+import shutil
+import statistics
+import subprocess
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from nchl import __version__
+from nchl.errors import NchlError
+from nchl.memory import macs_per_step
+from nchl.spec import Spec
+
+from . import _environment, c_float, generate, write
+
+CC = "arm-none-eabi-gcc"
+SIZE = "arm-none-eabi-size"
+QEMU = "qemu-system-arm"
+TARGETS = {
+    "cortex-m4f": ("-mcpu=cortex-m4", "-mthumb", "-mfloat-abi=hard", "-mfpu=fpv4-sp-d16"),
+    "cortex-m0": ("-mcpu=cortex-m0", "-mthumb", "-mfloat-abi=soft"),
+    "cortex-m33": ("-mcpu=cortex-m33", "-mthumb", "-mfloat-abi=hard", "-mfpu=fpv5-sp-d16"),
+}
+FLAGS = ("-std=c99", "-O2", "-ffp-contract=off", "-ffunction-sections", "-fdata-sections", "-Wall", "-Wextra",
+         "-Werror", "-fstack-usage")
+LINK = ("-nostartfiles", "-Wl,--gc-sections", "--specs=nano.specs")
+
+
+@dataclass(frozen=True)
+class Board:
+    target: str
+    flash_origin: str
+    flash_length: str
+    ram_origin: str
+    ram_length: str
+    cpu_hz: int
+
+
+# QEMU's mps2-an386: Cortex-M4 (with FPU), code in ZBT SSRAM1, data in ZBT SSRAM2/3, 25 MHz system clock
+BOARDS = {"mps2-an386": Board("cortex-m4f", "0x00000000", "4M", "0x20000000", "4M", 25_000_000)}
+ICOUNT_SHIFT = 6  # 64 ns of virtual time per instruction
+
+
+def check_toolchain(*tools: str) -> None:
+    missing = [t for t in tools if shutil.which(t) is None]
+    if missing:
+        raise NchlError(f"{', '.join(missing)} not found; install Debian's gcc-arm-none-eabi, "
+                        "libnewlib-arm-none-eabi and qemu-system-arm")
+
+
+def _target_flags(target: str) -> tuple[str, ...]:
+    try:
+        return TARGETS[target]
+    except KeyError:
+        raise NchlError(f"unknown target {target!r}; choose one of {', '.join(TARGETS)}") from None
+
+
+def _render(template: str, **ctx) -> str:
+    return _environment().get_template(template).render(version=__version__, **ctx)
+
+
+def _run(cmd: list[str], cwd: Path, what: str) -> str:
+    r = subprocess.run(cmd, cwd=cwd, capture_output=True, text=True)
+    if r.returncode != 0:
+        raise NchlError(f"{what} failed:\n{' '.join(cmd)}\n{r.stderr[-4000:]}")
+    return r.stdout
+
+
+def _sections(path: Path) -> dict[str, int]:
+    out = _run([SIZE, "-A", str(path)], path.parent, "arm-none-eabi-size")
+    sizes: dict[str, int] = {}
+    for line in out.splitlines():
+        m = re.match(r"^(\.\S+)\s+(\d+)\s+\d+", line)
+        if m:
+            sizes[m.group(1)] = sizes.get(m.group(1), 0) + int(m.group(2))
+    return sizes
+
+
+def _link(folder: Path, target: str, sources: list[str], board: Board) -> Path:
+    (folder / "link.ld").write_text(_render("link.ld.j2", board=board.target, flash_origin=board.flash_origin,
+                                            flash_length=board.flash_length, ram_origin=board.ram_origin,
+                                            ram_length=board.ram_length))
+    (folder / "startup.c").write_text(_render("startup.c.j2"))
+    elf = folder / "firmware.elf"
+    _run([CC, *_target_flags(target), *FLAGS, *LINK, "-T", "link.ld", "-o", elf.name, "startup.c", *sources],
+         folder, f"{CC} ({target})")
+    return elf
+
+
+def _stack(folder: Path, prefix: str) -> int:
+    """Worst stack of ``<prefix>_step``: its own frame plus the largest frame of the helpers it calls."""
+    frames = {}
+    for line in (folder / f"{prefix}.su").read_text().splitlines():
+        where, size, _ = line.split("\t")
+        frames[where.rsplit(":", 1)[-1]] = int(size)
+    helpers = [v for k, v in frames.items() if k not in (f"{prefix}_step", f"{prefix}_init")]
+    return frames[f"{prefix}_step"] + max(helpers, default=0)
+
+
+def read_header(header: Path) -> dict:
+    """Rule, window and analytical sizes a generated header declares (its comment and macros)."""
+    text = header.read_text()
+    m = re.search(r"\* rule (\w+)(?:, window (\d+))?, layers \[([\d,]+)\]", text)
+    if not m or "generated by nchl" not in text:
+        raise NchlError(f"{header} is not a header generated by nchl codegen")
+    macros = dict(re.findall(r"#define \w+?_(STATE_BYTES|PARAMS_BYTES) (\d+)", text))
+    return {"rule": m.group(1), "window": int(m.group(2)) if m.group(2) else None,
+            "layers": [int(v) for v in m.group(3).split(",")],
+            "state_bytes_analytical": int(macros["STATE_BYTES"]), "params_bytes_analytical": int(macros["PARAMS_BYTES"])}
+
+
+def size_sources(src: Path, prefix: str, target: str) -> dict:
+    """Flash, RAM and stack of generated ``<prefix>.c/.h`` linked into a minimal firmware for ``target``."""
+    check_toolchain(CC, SIZE)
+    flags = _target_flags(target)
+    info = read_header(src / f"{prefix}.h")
+    board = Board(target, "0x00000000", "16M", "0x20000000", "16M", 0)  # roomy: we measure, not fit
+    with tempfile.TemporaryDirectory() as tmp:
+        folder = Path(tmp)
+        for ext in (".c", ".h"):
+            shutil.copy(src / f"{prefix}{ext}", folder)
+        (folder / "size_main.c").write_text(_render("size_main.c.j2", prefix=prefix, P=prefix.upper()))
+        elf = _link(folder, target, ["size_main.c", f"{prefix}.c"], board)
+        _run([CC, *flags, *FLAGS, "-c", f"{prefix}.c", "-o", f"{prefix}.o"], folder, f"{CC} ({target})")
+        image, obj = _sections(elf), _sections(folder / f"{prefix}.o")
+        stack = _stack(folder, prefix)
+    flash = sum(image.get(s, 0) for s in (".isr_vector", ".text", ".rodata", ".ARM.exidx", ".data"))
+    ram = image.get(".data", 0) + image.get(".bss", 0)
+    return {**info, "prefix": prefix, "target": target, "flash_bytes": flash, "ram_bytes": ram,
+            "stack_bytes": stack,
+            "controller_code_bytes": sum(v for k, v in obj.items() if k.startswith(".text")),
+            "controller_const_bytes": sum(v for k, v in obj.items() if k.startswith(".rodata"))}
+
+
+def size_firmware(spec: Spec, genome: np.ndarray, prefix: str, target: str) -> dict:
+    """:func:`size_sources` of a controller generated on the fly."""
+    with tempfile.TemporaryDirectory() as tmp:
+        write(generate(spec, genome, prefix), tmp)
+        return size_sources(Path(tmp), prefix, target)
+
+
+def emulate(spec: Spec, genome: np.ndarray, obs: np.ndarray, seed: int, board_name: str = "mps2-an386",
+            prefix: str = "nchl_ctrl", timeout: float = 600.0) -> dict:
+    """Replay ``obs`` through the controller on an emulated board; compare with the Python reference."""
+    from nchl.controllers import make_controller
+
+    from .verify import ulp_distance
+
+    check_toolchain(CC, SIZE, QEMU)
+    try:
+        board = BOARDS[board_name]
+    except KeyError:
+        raise NchlError(f"unknown board {board_name!r}; choose one of {', '.join(BOARDS)}") from None
+    obs = np.asarray(obs, dtype=np.float32)
+    py = make_controller(spec, genome)
+    py.reset(seed)
+    expected = np.array([py.step(o) for o in obs])
+    with tempfile.TemporaryDirectory() as tmp:
+        folder = Path(tmp)
+        write(generate(spec, genome, prefix), folder)
+        (folder / "replay_main.c").write_text(_render(
+            "replay_main.c.j2", prefix=prefix, P=prefix.upper(), steps=len(obs), seed=seed,
+            obs=[[c_float(v) for v in row] for row in obs]))
+        elf = _link(folder, board.target, ["replay_main.c", f"{prefix}.c"], board)
+        cmd = [QEMU, "-M", board_name, "-nographic", "-monitor", "none", "-serial", "none",
+               "-semihosting-config", "enable=on,target=native", "-icount", f"shift={ICOUNT_SHIFT}",
+               "-kernel", str(elf)]
+        try:
+            r = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout)
+        except subprocess.TimeoutExpired:
+            raise NchlError(f"{QEMU} did not finish within {timeout:.0f} s") from None
+    text = r.stdout + r.stderr  # QEMU writes the semihosting console to one of them
+    lines = [ln.split() for ln in text.splitlines() if ln.startswith("S ")]
+    if "DONE" not in text or len(lines) != len(obs):
+        raise NchlError(f"emulated firmware did not complete ({len(lines)} of {len(obs)} steps); "
+                        f"exit {r.returncode}\n{r.stdout[-2000:]}{r.stderr[-2000:]}")
+    status = np.array([int(ln[1], 16) for ln in lines])
+    ticks = np.array([int(ln[2], 16) for ln in lines])
+    actions = np.array([[int(h, 16) for h in ln[3:]] for ln in lines], dtype=np.uint32).view(np.float32)
+    ns_per_tick = 1e9 / board.cpu_hz
+    instructions = ticks * ns_per_tick / 2**ICOUNT_SHIFT
+    floor = macs_per_step(spec)
+    return {
+        "board": board_name, "target": board.target, "rule": spec.rule, "window": spec.window,
+        "layers": list(spec.topology.layers), "steps": len(obs), "nonzero_status": int((status != 0).sum()),
+        "max_abs_error": float(np.abs(actions.astype(np.float64) - expected).max()),
+        "max_ulp_error": ulp_distance(actions, expected),
+        "instructions_per_step_median": float(statistics.median(instructions)),
+        "instructions_per_step_max": float(instructions.max()),
+        "floor_macs_per_step": floor,
+        "instructions_per_mac": float(statistics.median(instructions)) / floor,
+        "measurement": f"SysTick at {board.cpu_hz} Hz under qemu -icount shift={ICOUNT_SHIFT} "
+                       f"({2**ICOUNT_SHIFT} ns per instruction); includes call overhead",
+    }

@@ -1,0 +1,82 @@
+"""Cortex-M: cross-built sizes and emulated replay on mps2-an386 (qemu), for small networks.
+
+These need Debian's gcc-arm-none-eabi, libnewlib-arm-none-eabi and qemu-system-arm,
+which setup.sh installs. On a developer machine without them the tests skip and
+say why; under CI (CI=true) a missing toolchain fails them.
+"""
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from nchl import Genome, Spec
+from nchl.memory import macs_per_step
+from nchl_codegen.firmware import TARGETS, emulate, size_firmware
+
+TOOLS = ("arm-none-eabi-gcc", "arm-none-eabi-size", "qemu-system-arm")
+missing = [t for t in TOOLS if shutil.which(t) is None]
+if missing and os.environ.get("CI"):
+    raise RuntimeError(f"CI must have the Cortex-M toolchain; missing {missing} (run setup.sh)")
+pytestmark = pytest.mark.skipif(bool(missing), reason=f"Cortex-M toolchain not installed ({', '.join(missing)}): "
+                                                      "run setup.sh")
+
+SPECS = [Spec("hl", [6, 5, 3], init_range=0.2, clip=1.5), Spec("nchl", [6, 5, 3]),
+         Spec("wnchl", [6, 5, 3], window=1), Spec("wnchl", [6, 5, 3], window=40)]
+
+
+def genome_of(spec, seed=0):
+    return np.random.default_rng(seed).uniform(-1, 1, spec.genome_length)
+
+
+@pytest.mark.parametrize("target", list(TARGETS))
+@pytest.mark.parametrize("spec", SPECS, ids=lambda s: f"{s.rule}-m{s.window}")
+def test_size_on_each_core(spec, target):
+    r = size_firmware(spec, genome_of(spec), "ctl", target)
+    n_in, n_out = spec.topology.n_in, spec.topology.n_out
+    assert r["ram_bytes"] == r["state_bytes_analytical"] + 4 * (n_in + n_out)  # state + the harness buffers
+    assert r["controller_const_bytes"] >= r["params_bytes_analytical"]
+    assert r["flash_bytes"] > r["controller_code_bytes"] + r["params_bytes_analytical"]
+    assert 0 < r["stack_bytes"] < 1024
+
+
+@pytest.mark.parametrize("spec", SPECS, ids=lambda s: f"{s.rule}-m{s.window}")
+def test_emulated_cortex_m4_replay_is_bit_exact(spec):
+    obs = np.random.default_rng(1).normal(0, 1.5, (60, spec.topology.n_in))
+    obs[7, 2] = 0.0
+    r = emulate(spec, genome_of(spec), obs, seed=5)
+    assert r["steps"] == 60 and r["nonzero_status"] == 0
+    assert r["max_abs_error"] == 0.0 and r["max_ulp_error"] == 0
+    assert r["floor_macs_per_step"] == macs_per_step(spec)
+    assert r["instructions_per_step_median"] > r["floor_macs_per_step"]
+
+
+def nchl_cmd(*args, cwd):
+    return subprocess.run([sys.executable, "-m", "nchl.cli", *args], cwd=cwd, capture_output=True, text=True)
+
+
+def test_cli_size_and_emulate_with_a_recorded_trace(tmp_path):
+    spec = Spec("nchl", [12, 4, 10])
+    Genome(spec, genome_of(spec), task="vsr-low").save(tmp_path / "g.npz")
+    r = nchl_cmd("evaluate", "g.npz", "--episodes", "1", "--workers", "1", "--trace", "t.npz", cwd=tmp_path)
+    assert r.returncode == 0, r.stderr
+    r = nchl_cmd("emulate", "g.npz", "--trace", "t.npz", "--steps", "80", "--rule", "wnchl", "--window", "5",
+                 "--json", cwd=tmp_path)
+    assert r.returncode == 0, r.stderr
+    out = json.loads(r.stdout)
+    assert out["steps"] == 80 and out["max_abs_error"] == 0 and out["window"] == 5
+    r = nchl_cmd("codegen", "g.npz", "--prefix", "vsr_ctrl", "--out", "c", cwd=tmp_path)
+    assert r.returncode == 0, r.stderr
+    r = nchl_cmd("size", "c", "--target", "cortex-m0,cortex-m4f", "--json", cwd=tmp_path)
+    assert r.returncode == 0, r.stderr
+    rows = json.loads(r.stdout)
+    assert [(x["target"], x["rule"]) for x in rows] == [("cortex-m0", "nchl"), ("cortex-m4f", "nchl")]
+    r = nchl_cmd("size", "g.npz", "--windows", "2,8", cwd=tmp_path)
+    assert r.returncode == 0, r.stderr
+    assert "wnchl(m=8)" in r.stdout and "hl " in r.stdout
+    r = nchl_cmd("size", "c", "--target", "cortex-m99", cwd=tmp_path)
+    assert r.returncode == 2 and "unknown target" in r.stderr
