@@ -69,7 +69,7 @@ def verify(env, py: Controller, c: Controller, seeds: list[int], compare_state: 
     episodes = []
     for seed in seeds:
         e = lockstep(env, py, c, seed, compare_state)
-        e["fitness_c"] = rollout(env, c, seed).fitness
+        e["fitness_c"] = rollout(env, c, seed).fitness  # the other backend driving alone
         episodes.append(e)
     worst = max(e["max_abs_error"] for e in episodes)
     return {"episodes": episodes, "max_abs_error": worst, "max_ulp_error": max(e["max_ulp_error"] for e in episodes),

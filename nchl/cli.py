@@ -198,27 +198,50 @@ def cmd_codegen(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_export_onnx(args: argparse.Namespace) -> int:
+    from nchl_codegen.onnx_export import export, save
+
+    from .genome import Genome
+
+    genome = Genome.load(args.genome)
+    spec = _deploy_spec(genome, args.rule, args.window)
+    model = export(spec, genome.values, genome.sha256())
+    save(model, args.output)
+    print(f"wrote {args.output}: {spec.rule}, layers [{spec.topology}], {len(model.graph.node)} nodes, "
+          f"inputs {[i.name for i in model.graph.input]}, outputs {[o.name for o in model.graph.output]}")
+    return 0
+
+
 def cmd_verify(args: argparse.Namespace) -> int:
-    from nchl_codegen.build import CController
     from nchl_codegen.verify import verify
 
     genome, spec, task = _genome_task(args)
+    if args.backend == "onnx":
+        from nchl_codegen.onnx_export import OnnxController
+
+        other = OnnxController(spec, genome.values)
+    else:
+        from nchl_codegen.build import CController
+
+        other = CController(spec, genome.values)
     report = verify(task.make_env(full_length=not args.allow_termination), genome.controller(spec=spec),
-                    CController(spec, genome.values), [args.seed + k for k in range(args.episodes)],
+                    other, [args.seed + k for k in range(args.episodes)],
                     compare_state=args.state, tolerance=args.tolerance)
-    report.update({"task": task.name, "rule": spec.rule, "window": spec.window, "genome": str(args.genome)})
+    report.update({"task": task.name, "rule": spec.rule, "window": spec.window, "genome": str(args.genome),
+                   "backend": args.backend})
     if args.json:
         print(json.dumps(report, indent=2))
     else:
         label = spec.rule + (f" (m={spec.window})" if spec.window else "")
-        print(f"{task.name}, {label}, layers [{spec.topology}]: generated C vs Python reference")
+        what = "generated C" if args.backend == "c" else "exported ONNX (onnxruntime)"
+        print(f"{task.name}, {label}, layers [{spec.topology}]: {what} vs Python reference")
         print(f"{'seed':>6}{'steps':>7}{'max abs err':>13}{'max ULP':>9}"
               + (f"{'state abs':>11}{'state ULP':>11}" if args.state else "")
-              + f"{'fitness py':>12}{'fitness C':>11}")
+              + f"{'fitness py':>12}{'fitness ' + args.backend:>13}")
         for e in report["episodes"]:
             print(f"{e['seed']:>6}{e['steps']:>7}{e['max_abs_error']:>13.3g}{e['max_ulp_error']:>9}"
                   + (f"{e['state_max_abs_error']:>11.3g}{e['state_max_ulp_error']:>11}" if args.state else "")
-                  + f"{e['fitness_python']:>12.4f}{e['fitness_c']:>11.4f}")
+                  + f"{e['fitness_python']:>12.4f}{e['fitness_c']:>13.4f}")
         verdict = "PASS" if report["passed"] else "FAIL"
         print(f"{verdict}: max abs action error {report['max_abs_error']:.3g} (tolerance {args.tolerance:g})")
     return 0 if report["passed"] else 1
@@ -389,8 +412,16 @@ def build_parser() -> argparse.ArgumentParser:
     q.add_argument("--allow-termination", action="store_true",
                    help="let the task end episodes early (default: full-length episodes)")
     q.add_argument("--tolerance", type=float, default=1e-5, help="max abs action error allowed (default 1e-5)")
+    q.add_argument("--backend", choices=["c", "onnx"], default="c", help="what to check against Python (default c)")
     q.add_argument("--json", action="store_true")
     q.set_defaults(func=cmd_verify)
+
+    q = sub.add_parser("export-onnx", help="one control step as an ONNX model (obs, state) -> (action, state)")
+    q.add_argument("genome", help="genome file (.npz)")
+    q.add_argument("-o", "--output", default="controller.onnx")
+    q.add_argument("--rule", choices=["nchl", "wnchl"], help="deploy an NcHL genome as WNcHL or back")
+    q.add_argument("--window", type=int, help="WNcHL window m")
+    q.set_defaults(func=cmd_export_onnx)
 
     q = sub.add_parser("size", help="Cortex-M flash/RAM/stack of generated C, or of a genome's HL/NcHL/WNcHL")
     q.add_argument("path", help="folder of generated <prefix>.c/.h, or a genome file (.npz)")
