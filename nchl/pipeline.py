@@ -1,9 +1,11 @@
 """``nchl pipeline``: the main job, end to end, with one summary table.
 
 evolve NcHL on a task (small budget) -> generate C for NcHL and WNcHL (same
-genome, weightless deployment) -> verify each in lockstep with Python over a
-full-length episode and in closed loop -> compiled flash/RAM next to the
-analytical model. Every artefact stays in the output directory.
+genome, weightless deployment) -> verify each through cffi in lockstep with
+Python over a full-length episode and in closed loop -> Cortex-M4F flash, RAM
+and stack -> replay the episode's observations on an emulated Cortex-M4
+(qemu mps2-an386) and compare every action, with instructions per step.
+Every artefact stays in the output directory.
 """
 
 from __future__ import annotations
@@ -22,9 +24,9 @@ def run_pipeline(out: str | Path, task: str = "ant", generations: int = 60, pops
                  seed: int = 0, workers: int = 2, log: Callable[[str], None] = print) -> dict:
     from nchl_codegen import generate, write
     from nchl_codegen.build import CController
-    from nchl_codegen.inspect import size_report
+    from nchl_codegen.firmware import emulate, size_sources
     from nchl_codegen.verify import verify
-    from nchl_sim import get_task
+    from nchl_sim import get_task, rollout
 
     out = Path(out)
     run_dir = out / "evolution"
@@ -41,28 +43,37 @@ def run_pipeline(out: str | Path, task: str = "ant", generations: int = 60, pops
     for spec in (best.spec, Spec("wnchl", best.spec.topology, window=window)):
         name = spec.rule if spec.window is None else f"{spec.rule}(m={spec.window})"
         prefix = f"{task.replace('-', '_')}_{spec.rule}"
-        write(generate(spec, best.values, prefix), out / "c" / name)
+        folder = out / "c" / name
+        write(generate(spec, best.values, prefix), folder)
         report = verify(env, best.controller(spec=spec), CController(spec, best.values, prefix), [seed])
-        sizes = size_report(spec, prefix)
+        sizes = size_sources(folder, prefix, "cortex-m4f")
+        trace = rollout(env, best.controller(spec=spec), seed, record=True)
+        emu = emulate(spec, best.values, trace.obs, seed, prefix=prefix)
         ep = report["episodes"][0]
         rows.append({"variant": name, "fitness_python": ep["fitness_python"], "fitness_c": ep["fitness_c"],
                      "steps": ep["steps"], "max_abs_error": report["max_abs_error"],
                      "max_ulp_error": report["max_ulp_error"], "passed": report["passed"],
-                     "flash_params_bytes": sizes["params_bytes"], "ram_state_bytes": sizes["state_bytes"],
-                     "step_stack_bytes": sizes["step_stack_bytes"]})
-        log(f"{name}: C generated in {out / 'c' / name}, verified over {ep['steps']} steps")
+                     "m4f_flash_bytes": sizes["flash_bytes"], "m4f_ram_bytes": sizes["ram_bytes"],
+                     "m4f_stack_bytes": sizes["stack_bytes"], "emulated_steps": emu["steps"],
+                     "emulated_max_abs_error": emu["max_abs_error"],
+                     "instructions_per_step": emu["instructions_per_step_median"],
+                     "floor_macs_per_step": emu["floor_macs_per_step"]})
+        rows[-1]["passed"] = rows[-1]["passed"] and emu["max_abs_error"] <= report["tolerance"]
+        log(f"{name}: C in {folder}, verified over {ep['steps']} steps on the host and on the emulated Cortex-M4")
     summary = {"task": task, "evolution": {"generations": generations, "best_fitness": best.fitness,
                                            "run_dir": str(run_dir)}, "variants": rows}
     (out / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
     print(f"\nmain job on {task}: NcHL evolved for {generations} generations, best training fitness "
           f"{best.fitness:.3f} m")
-    print(f"{'variant':<13}{'fitness py':>11}{'fitness C':>11}{'max |C-py|':>12}{'ULP':>5}"
-          f"{'flash B':>9}{'RAM B':>8}{'stack B':>9}")
+    print(f"{'variant':<13}{'fitness py':>11}{'fitness C':>10}{'|C-py| host':>12}{'|C-py| M4':>10}"
+          f"{'flash B':>9}{'RAM B':>8}{'stack B':>8}{'instr/step':>11}{'floor MAC':>10}")
     for r in rows:
-        print(f"{r['variant']:<13}{r['fitness_python']:>11.3f}{r['fitness_c']:>11.3f}{r['max_abs_error']:>12.3g}"
-              f"{r['max_ulp_error']:>5}{r['flash_params_bytes']:>9}{r['ram_state_bytes']:>8}{r['step_stack_bytes']:>9}")
-    print(f"(fitness: one full-length episode, seed {seed}; flash = genome constants, RAM = state struct; "
-          f"all in {out})")
+        print(f"{r['variant']:<13}{r['fitness_python']:>11.3f}{r['fitness_c']:>10.3f}{r['max_abs_error']:>12.3g}"
+              f"{r['emulated_max_abs_error']:>10.3g}{r['m4f_flash_bytes']:>9}{r['m4f_ram_bytes']:>8}"
+              f"{r['m4f_stack_bytes']:>8}{r['instructions_per_step']:>11.0f}{r['floor_macs_per_step']:>10}")
+    print(f"(one full-length episode, seed {seed}; |C-py| = max abs action error of the C through cffi (host) "
+          f"and on the emulated Cortex-M4 (qemu mps2-an386); flash/RAM/stack of a minimal Cortex-M4F firmware; "
+          f"all artefacts in {out})")
     if not all(r["passed"] for r in rows):
         raise NchlError("generated C does not match the Python reference within tolerance")
     return summary
