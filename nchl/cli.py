@@ -71,18 +71,20 @@ def cmd_pipeline(args: argparse.Namespace) -> int:
 
 
 _EVOLVE_FLAGS = ("task", "rule", "window", "layers", "generations", "popsize", "sigma", "init_range", "clip",
-                 "episodes", "seed", "workers", "optimizer", "backend")
+                 "episodes", "seed", "workers", "optimizer", "backend", "scheduler")
+_RESUMABLE = ("generations", "workers", "scheduler")  # a resumed run may change these: results do not depend on them
 
 
 def cmd_evolve(args: argparse.Namespace) -> int:
     from .evolution import EvolveConfig, Run, load_toml
 
     if args.resume:
-        given = [f for f in _EVOLVE_FLAGS if f != "generations" and getattr(args, f) is not None]
+        given = [f for f in _EVOLVE_FLAGS if f not in _RESUMABLE and getattr(args, f) is not None]
         if given or args.config or args.out:
-            raise NchlError("--resume continues a run with its saved settings; only --generations "
-                            f"may change (got {', '.join(given) or '--config/--out'})")
-        run = Run(args.resume, resume=True, generations=args.generations)
+            raise NchlError("--resume continues a run with its saved settings; only --generations, --workers "
+                            f"and --scheduler may change (got {', '.join(given) or '--config/--out'})")
+        where = {f: getattr(args, f) for f in ("workers", "scheduler") if getattr(args, f) is not None}
+        run = Run(args.resume, resume=True, generations=args.generations, where=where)
     else:
         values = load_toml(args.config) if args.config else {}
         out = args.out or values.pop("out", None)
@@ -368,7 +370,8 @@ def build_parser() -> argparse.ArgumentParser:
     q.add_argument("--clip", type=float, help="symmetric weight clip (default none)")
     q.add_argument("--episodes", type=int, help="rollouts averaged per candidate (default 1)")
     q.add_argument("--seed", type=int)
-    q.add_argument("--workers", type=int, help="worker processes (default 2)")
+    q.add_argument("--workers", type=int, help="local worker processes (default 2)")
+    q.add_argument("--scheduler", metavar="tcp://HOST:PORT", help="evaluate on a Dask cluster instead")
     q.add_argument("--optimizer", choices=["auto", "cma", "sep-cma", "openai-es"])
     q.add_argument("--backend", choices=["c", "python"],
                    help="controller used in rollouts: generated C (default, bit-identical, faster) or Python")

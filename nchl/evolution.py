@@ -23,6 +23,7 @@ import os
 import pickle
 import platform
 import sys
+import threading
 import time
 import tomllib
 from dataclasses import asdict, dataclass, fields
@@ -76,6 +77,7 @@ class EvolveConfig:
     optimizer: str = "auto"                 # auto | cma | sep-cma | openai-es
     early_stop: bool = True
     backend: str = "c"                      # c (generated C, bit-identical, faster) | python
+    scheduler: str | None = None            # tcp://HOST:PORT of a Dask scheduler; None = local workers
 
     @classmethod
     def from_mapping(cls, values: dict[str, Any], source: str = "config") -> "EvolveConfig":
@@ -115,6 +117,8 @@ class EvolveConfig:
         need(isinstance(self.early_stop, bool), f"early_stop must be true or false, got {self.early_stop!r}")
         need(isinstance(self.optimizer, str), f"optimizer must be a name, got {self.optimizer!r}")
         need(self.backend in BACKENDS, f"backend must be one of {', '.join(BACKENDS)}, got {self.backend!r}")
+        need(self.scheduler is None or (isinstance(self.scheduler, str) and "://" in self.scheduler),
+             f"scheduler must be an address like tcp://HOST:PORT, got {self.scheduler!r}")
 
     def task_obj(self):
         return get_task(self.task)
@@ -147,7 +151,7 @@ def episode_seeds(seed: int, generation: int, episodes: int) -> list[int]:
 
 
 # -- the worker side ---------------------------------------------------------
-_ENVS: dict[tuple[str, bool], Any] = {}
+_LOCAL = threading.local()  # one environment cache per thread (a Dask worker may run several)
 
 
 def evaluation_controller(spec: Spec, genome: np.ndarray, backend: str):
@@ -166,11 +170,12 @@ def evaluate_candidate(payload: tuple, attempt: int) -> dict:
     The environment is created once per worker and task, then reused.
     """
     task_name, spec, genome, seeds, early_stop, backend = payload
+    envs = _LOCAL.__dict__.setdefault("envs", {})
     key = (task_name, early_stop)
-    if key not in _ENVS:
-        _ENVS[key] = get_task(task_name).make_env(early_stop=early_stop)
+    if key not in envs:
+        envs[key] = get_task(task_name).make_env(early_stop=early_stop)
     controller = evaluation_controller(spec, genome, backend)
-    results = [rollout(_ENVS[key], controller, s) for s in seeds]
+    results = [rollout(envs[key], controller, s) for s in seeds]
     return {"fitness": float(np.mean([r.fitness for r in results])), "steps": sum(r.steps for r in results)}
 
 
@@ -221,7 +226,8 @@ class Run:
 
     def __init__(self, out: str | os.PathLike, config: EvolveConfig | None = None, resume: bool = False,
                  generations: int | None = None, log: Callable[[str], None] = print,
-                 evaluator: str = "nchl.evolution:evaluate_candidate") -> None:
+                 evaluator: str = "nchl.evolution:evaluate_candidate", where: dict | None = None) -> None:
+        """``where`` may change ``workers``/``scheduler`` of a resumed run: they do not change results."""
         self.out = Path(out)
         self.log = log
         self.evaluator = evaluator
@@ -234,8 +240,9 @@ class Run:
                 config = EvolveConfig.from_mapping(saved["settings"], str(cfg_path))
             except (json.JSONDecodeError, KeyError, TypeError) as e:
                 raise ConfigError(f"{cfg_path}: unreadable run config: {e}") from None
-            if generations is not None:
-                config = EvolveConfig.from_mapping({**saved["settings"], "generations": generations}, "--generations")
+            changes = {**(where or {}), **({} if generations is None else {"generations": generations})}
+            if changes:
+                config = EvolveConfig.from_mapping({**saved["settings"], **changes}, "resume options")
             self.config = config
             self.spec = config.spec()
             self.state = read_checkpoint(self.out / CHECKPOINT)
@@ -281,7 +288,13 @@ class Run:
         opt = st["optimizer"]
         np.random.set_state(st["np_random"])
         started, gen_times = time.perf_counter(), []
-        with WorkerPool(self.evaluator, cfg.workers, log=self.log) as pool:
+        if cfg.scheduler:
+            from .cluster import DaskPool
+
+            pool_cm: Any = DaskPool(self.evaluator, cfg.scheduler, log=self.log)
+        else:
+            pool_cm = WorkerPool(self.evaluator, cfg.workers, log=self.log)
+        with pool_cm as pool:
             while st["generation"] < cfg.generations:
                 g = st["generation"]
                 t0 = time.perf_counter()

@@ -133,7 +133,7 @@ def test_toml_config_and_cli_errors(tmp_path):
     r = nchl_cmd("evolve", "--config", "broken.toml", "--out", "x", cwd=tmp_path)
     assert r.returncode == 2 and "not valid TOML" in r.stderr
     r = nchl_cmd("evolve", "--resume", "run", "--sigma", "0.5", cwd=tmp_path)
-    assert r.returncode == 2 and "only --generations" in r.stderr
+    assert r.returncode == 2 and "only --generations, --workers and --scheduler" in r.stderr
 
 
 def test_ctrl_c_checkpoints_and_resumes(tmp_path):
