@@ -14,6 +14,9 @@ as failed.
 
 from __future__ import annotations
 
+import signal
+import subprocess
+import sys
 from typing import Any, Callable, Sequence
 
 from .errors import NchlError
@@ -69,3 +72,51 @@ class DaskPool:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+class LoopbackCluster:
+    """A real Dask scheduler and ``workers`` single-threaded worker processes on 127.0.0.1,
+    started with the ``dask`` command line (for tests and benchmarks; all waits bounded)."""
+
+    def __init__(self, workers: int = 2, cwd: str | None = None, timeout: float = 60.0) -> None:
+        import socket
+
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            port = s.getsockname()[1]
+        self.address = f"tcp://127.0.0.1:{port}"
+        self.n_workers, self.cwd, self.timeout = workers, cwd, timeout
+        self.scheduler: subprocess.Popen | None = None
+        self.workers: list[subprocess.Popen] = []
+
+    def _start(self, *args: str) -> "subprocess.Popen":
+        return subprocess.Popen([sys.executable, "-m", "dask", *args, "--dashboard-address", ":0"], cwd=self.cwd,
+                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+    def __enter__(self) -> "LoopbackCluster":
+        from distributed import Client
+
+        port = self.address.rsplit(":", 1)[1]
+        self.scheduler = self._start("scheduler", "--host", "127.0.0.1", "--port", port)
+        try:
+            self.workers = [self._start("worker", self.address, "--nthreads", "1", "--no-nanny", "--host",
+                                        "127.0.0.1") for _ in range(self.n_workers)]
+            with Client(self.address, timeout=self.timeout) as client:
+                client.wait_for_workers(self.n_workers, timeout=self.timeout)
+        except BaseException:
+            self.__exit__()
+            raise
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        for p in [*self.workers, self.scheduler]:
+            if p is not None and p.poll() is None:
+                p.send_signal(signal.SIGTERM)
+        for p in [*self.workers, self.scheduler]:
+            if p is None:
+                continue
+            try:
+                p.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                p.kill()
+                p.wait(timeout=5)

@@ -5,11 +5,6 @@ tears them down at the end; every wait is bounded.
 """
 
 import json
-import os
-import signal
-import socket
-import subprocess
-import sys
 import threading
 import time
 
@@ -17,47 +12,17 @@ import pytest
 
 distributed = pytest.importorskip("distributed")
 
+from nchl.cluster import LoopbackCluster  # noqa: E402
 from nchl.evolution import EvolveConfig, Run  # noqa: E402
 
 SMALL = dict(task="vsr-low", layers=(12, 4, 10), popsize=6, workers=1, seed=3)
 KEYS = ("generation", "best", "mean", "std", "best_ever", "sigma", "evaluations", "env_steps", "failures")
 
 
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @pytest.fixture
 def dask_cluster(tmp_path):
-    port = free_port()
-    address = f"tcp://127.0.0.1:{port}"
-    env = {**os.environ, "DASK_DISTRIBUTED__WORKER__DAEMON": "False"}
-    procs = [subprocess.Popen([sys.executable, "-m", "dask", "scheduler", "--host", "127.0.0.1", "--port",
-                               str(port), "--dashboard-address", ":0"], cwd=tmp_path, env=env,
-                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)]
-    workers = []
-    try:
-        for _ in range(2):
-            workers.append(subprocess.Popen(
-                [sys.executable, "-m", "dask", "worker", address, "--nthreads", "1", "--no-nanny",
-                 "--host", "127.0.0.1", "--dashboard-address", ":0"], cwd=tmp_path, env=env,
-                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
-        procs += workers
-        with distributed.Client(address, timeout=60) as client:
-            client.wait_for_workers(2, timeout=60)
-        yield address, workers
-    finally:
-        for p in reversed(procs):
-            if p.poll() is None:
-                p.send_signal(signal.SIGTERM)
-        for p in procs:
-            try:
-                p.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                p.kill()
-                p.wait(timeout=5)
+    with LoopbackCluster(workers=2, cwd=str(tmp_path)) as cluster:
+        yield cluster.address, cluster.workers
 
 
 def run_log(run_dir):
