@@ -7,7 +7,7 @@ same evaluations); reported are the median generation wall time (generation 1,
 which builds environments, excluded) and the Dask overhead per evaluation,
 (dask - local) / evaluations per generation, for the same worker count.
 
-    python benchmarks/bench_cluster.py [--task ant] [--generations 6] [--popsize 16]
+    python benchmarks/bench_cluster.py [--task vsr-low] [--generations 6] [--popsize 16]
 """
 
 from __future__ import annotations
@@ -32,7 +32,7 @@ def generation_times(out: str, settings: dict) -> list[float]:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--task", default="ant")
+    ap.add_argument("--task", default="vsr-low", help="default vsr-low: full-length episodes, cheap to build")
     ap.add_argument("--generations", type=int, default=6)
     ap.add_argument("--popsize", type=int, default=16)
     ap.add_argument("--json", metavar="PATH")

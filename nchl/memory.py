@@ -65,7 +65,7 @@ def fig1(path: str, n_in: int, n_out: int, widths=(16, 32, 64, 128, 256), max_hi
     import matplotlib.pyplot as plt
 
     depths = list(range(1, max_hidden + 1))
-    fig, ax = plt.subplots(figsize=(6.4, 4.4))
+    fig, ax = plt.subplots(figsize=(8.4, 4.4))
     colors = plt.cm.viridis([i / max(1, len(widths) - 1) for i in range(len(widths))])
     for width, color in zip(widths, colors):
         for rule, style in (("hl", "-"), ("nchl", "--")):
@@ -78,7 +78,7 @@ def fig1(path: str, n_in: int, n_out: int, widths=(16, 32, 64, 128, 256), max_hi
     ax.set_ylabel("parameters (genome length)")
     ax.set_title(f"HL (solid) vs NcHL (dashed), {n_in} inputs, {n_out} outputs")
     ax.grid(True, which="both", alpha=0.3)
-    ax.legend(fontsize=6, ncol=2)
+    ax.legend(fontsize=7, bbox_to_anchor=(1.02, 1.0), loc="upper left")
     fig.tight_layout()
     fig.savefig(path, dpi=120)
     plt.close(fig)
