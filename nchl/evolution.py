@@ -39,7 +39,7 @@ from .controllers import make_controller
 from .errors import NchlError
 from .fileio import atomic_write
 from .genome import Genome
-from .optimizers import make_optimizer, resolve
+from .optimizers import make_optimizer
 from .spec import RULES, Spec
 from .topology import Topology
 from .workers import WorkerPool

@@ -9,7 +9,7 @@ from gymnasium.utils.env_checker import check_env
 
 import nchl_sim
 from nchl import NchlError, Spec, make_controller
-from nchl_sim import TASKS, get_task, rollout
+from nchl_sim import get_task, rollout
 from nchl_sim.vsr import BodyError, VSRParams, parse_body
 from nchl_sim.vsr_env import VSRWalkerEnv
 
