@@ -3,6 +3,7 @@
 import json
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -59,3 +60,13 @@ def test_main_job_pipeline_reduced(tmp_path):
     assert variants["wnchl(m=10)"]["m4f_ram_bytes"] == 4 * 10 * (12 + 32 + 32 + 10) + 8 + 4 * (12 + 10)
     assert (tmp_path / "p" / "c" / "nchl" / "vsr_low_nchl.c").exists()
     assert "|C-py| M4" in r.stdout and "instr/step" in r.stdout
+
+
+def test_installed_console_script_runs_from_any_directory(tmp_path):
+    script = Path(sys.executable).parent / "nchl"
+    if not script.exists():
+        pytest.skip(f"no console script beside {sys.executable} (not a virtualenv install)")
+    r = subprocess.run([str(script), "params", "--layers", "28,128,64,8", "--json"], cwd=tmp_path,
+                       capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr
+    assert json.loads(r.stdout)["synapses"] == 12_288
