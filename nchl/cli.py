@@ -5,15 +5,12 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from typing import Callable, Sequence
+from typing import Sequence
 
 from . import __version__
 from .errors import NchlError, TopologyError
 from .memory import compare, fig1
 from .topology import Topology
-
-Command = Callable[[argparse.Namespace], int]
-
 
 def _layers(text: str) -> Topology:
     try:
