@@ -205,3 +205,16 @@ def test_optimizer_choice_and_shaping():
     with pytest.raises(NchlError, match="unknown optimizer"):
         resolve("adam", 10)
     np.testing.assert_allclose(centered_ranks(np.array([3.0, -1.0, 10.0])), [0.0, -0.5, 0.5])
+
+
+def test_experiment_configs_are_valid():
+    from pathlib import Path
+
+    from nchl.evolution import load_toml
+
+    configs = sorted((Path(__file__).parent.parent / "experiments").rglob("*.toml"))
+    assert len(configs) >= 30
+    for path in configs:
+        values = load_toml(path)
+        values.pop("out")
+        EvolveConfig.from_mapping(values, str(path)).spec()
