@@ -70,3 +70,12 @@ def test_installed_console_script_runs_from_any_directory(tmp_path):
                        capture_output=True, text=True)
     assert r.returncode == 0, r.stderr
     assert json.loads(r.stdout)["synapses"] == 12_288
+
+
+@pytest.mark.slow
+def test_main_job_full_size(tmp_path):
+    """The README's main job as a user runs it (Ant, 60 generations; about a minute). `pytest -m slow`."""
+    r = nchl("pipeline", "--out", "p", cwd=tmp_path)
+    assert r.returncode == 0, r.stderr
+    summary = json.loads((tmp_path / "p" / "summary.json").read_text())
+    assert all(v["passed"] and v["emulated_max_abs_error"] == 0 for v in summary["variants"])
