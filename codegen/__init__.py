@@ -8,7 +8,6 @@ digits, which round-trips every float32.
 
 from __future__ import annotations
 
-import hashlib
 import keyword
 import re
 from importlib import resources
@@ -21,6 +20,7 @@ from nchl import __version__
 from nchl.activation import TANH_CLAMP, TANH_P, TANH_Q
 from nchl.controllers import check_genome
 from nchl.errors import NchlError
+from nchl.genome import genome_sha256
 from nchl.memory import footprint
 from nchl.spec import Spec
 
@@ -52,10 +52,6 @@ def _environment() -> jinja2.Environment:
     folder = resources.files("nchl_firmware_templates")
     return jinja2.Environment(loader=jinja2.FileSystemLoader(str(folder)), trim_blocks=True, lstrip_blocks=True,
                               keep_trailing_newline=True, undefined=jinja2.StrictUndefined)
-
-
-def genome_sha256(values: np.ndarray) -> str:
-    return hashlib.sha256(np.asarray(values, dtype="<f8").tobytes()).hexdigest()
 
 
 def context(spec: Spec, genome: np.ndarray, prefix: str, runtime_params: bool = False) -> dict:

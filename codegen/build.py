@@ -142,12 +142,7 @@ class CController(Controller):
             floats = self._raw[:4 * m * n].view(np.float32).reshape(m, n)
             counters = self._raw[4 * m * n:4 * m * n + 8].view(np.uint32)
             return {"acts": floats, "pos": counters[0:1], "count": counters[1:2]}
-        w = self._raw.view(np.float32)
-        out, k = {}, 0
-        for l, (p, n) in enumerate(t.shapes):
-            out[f"w{l}"] = w[k:k + p * n].reshape(p, n)
-            k += p * n
-        return out
+        return {f"w{l}": w for l, w in enumerate(t.split_matrices(self._raw.view(np.float32)))}
 
     def reset(self, seed: int = 0) -> None:
         self._init(self._state, check_seed(seed))
@@ -156,7 +151,7 @@ class CController(Controller):
         x = np.asarray(obs)
         if x.shape != (self.topology.n_in,):
             raise NchlError(f"observation must have shape ({self.topology.n_in},), got {x.shape}")
-        with np.errstate(over="ignore"):
+        with np.errstate(over="ignore"):  # a value beyond float32 becomes inf, which C rejects
             self._obs[:] = x
         if self._step(self._state, self._obs_ptr, self._act_ptr) != 0:
             raise NonFiniteObservation("observation has a non-finite value (C step returned 1); "

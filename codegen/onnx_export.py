@@ -29,7 +29,7 @@ from onnx import TensorProto, helper, numpy_helper
 
 from nchl import __version__
 from nchl.activation import TANH_CLAMP, TANH_P, TANH_Q
-from nchl.controllers import Controller, _split, check_genome, make_controller, nchl_layers
+from nchl.controllers import Controller, check_genome, hl_layers, make_controller, nchl_layers, split_blocks
 from nchl.errors import NchlError
 from nchl.spec import Spec
 
@@ -106,7 +106,7 @@ def export(spec: Spec, genome: np.ndarray, sha256: str | None = None) -> onnx.Mo
     g = _Graph()
     x = "obs"
     inputs, outputs = [_tensor("obs", [t.n_in])], []
-    blocks = _split(values, spec)
+    blocks = split_blocks(values, spec)
     if spec.rule == "wnchl":
         m, n_all = spec.window, t.neurons
         inputs += [_tensor("acts", [m, n_all]), _tensor("pos", [], TensorProto.INT64),
@@ -148,13 +148,7 @@ def export(spec: Spec, genome: np.ndarray, sha256: str | None = None) -> onnx.Mo
         outputs = [_tensor("action", [t.n_out]), _tensor("acts_out", [m, n_all]),
                    _tensor("pos_out", [], TensorProto.INT64), _tensor("count_out", [], TensorProto.INT64)]
     else:
-        layers_q, k = [], 0
-        if spec.rule == "hl":
-            for n, p in t.shapes:
-                layers_q.append({name: blocks[name][k:k + n * p].reshape(n, p) for name in ("A", "B", "C", "D", "eta")})
-                k += n * p
-        else:
-            layers_q = nchl_layers(t, blocks)
+        layers_q = (hl_layers if spec.rule == "hl" else nchl_layers)(t, blocks)
         for l, ((n, p), q) in enumerate(zip(t.shapes, layers_q)):
             w = f"w{l}"
             inputs.append(_tensor(w, [n, p]))
@@ -214,6 +208,7 @@ class OnnxController(Controller):
         options = ort.SessionOptions()
         options.intra_op_num_threads = 1
         self.session = ort.InferenceSession(model.SerializeToString(), options, providers=["CPUExecutionProvider"])
+        self._outputs = [o.name for o in self.session.get_outputs()]
         self._reference = make_controller(self.spec, self.genome)  # for initial states only
 
     def reset(self, seed: int = 0) -> None:
@@ -228,8 +223,7 @@ class OnnxController(Controller):
 
     def step(self, obs: object) -> np.ndarray:
         x = self._observe(obs)
-        names = [o.name for o in self.session.get_outputs()]
-        results = dict(zip(names, self.session.run(names, {"obs": x, **self._state})))
+        results = dict(zip(self._outputs, self.session.run(self._outputs, {"obs": x, **self._state})))
         self._state = {k: results[f"{k}_out"] for k in self._state}
         return results["action"].copy()
 

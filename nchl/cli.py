@@ -102,20 +102,23 @@ def cmd_evolve(args: argparse.Namespace) -> int:
     return 0
 
 
-def _deploy_spec(genome, rule: str | None, window: int | None):
-    """The genome's own spec, or NcHL <-> WNcHL redeployment of the same genome."""
+def _genome_spec(args: argparse.Namespace):
+    """The genome file and the spec it runs as: its own, or NcHL <-> WNcHL redeployment
+    (``--rule``/``--window``) of the same genome."""
+    from .genome import Genome
     from .spec import Spec
 
+    genome = Genome.load(args.genome)
     spec = genome.spec
-    if rule is None and window is None:
-        return spec
-    rule = rule or spec.rule
+    if args.rule is None and args.window is None:
+        return genome, spec
+    rule = args.rule or spec.rule
     if {rule, spec.rule} - {"nchl", "wnchl"}:
         raise NchlError(f"a {spec.rule} genome can only run as {spec.rule}"
                         + (" (or nchl/wnchl)" if spec.rule in ("nchl", "wnchl") else ""))
-    return Spec(rule, spec.topology, window=window if rule == "wnchl" else None,
-                init_range=spec.init_range if rule != "wnchl" else 0.0,
-                clip=spec.clip if rule != "wnchl" else None)
+    return genome, Spec(rule, spec.topology, window=args.window if rule == "wnchl" else None,
+                        init_range=spec.init_range if rule != "wnchl" else 0.0,
+                        clip=spec.clip if rule != "wnchl" else None)
 
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
@@ -151,10 +154,7 @@ def _genome_task(args: argparse.Namespace):
     """Genome file, the spec it is deployed as, and the task it runs on (validated together)."""
     from nchl_sim import get_task
 
-    from .genome import Genome
-
-    genome = Genome.load(args.genome)
-    spec = _deploy_spec(genome, args.rule, args.window)
+    genome, spec = _genome_spec(args)
     task_name = getattr(args, "task", None) or genome.task
     if task_name is None:
         raise NchlError(f"{args.genome} names no task; pass --task")
@@ -169,19 +169,17 @@ def cmd_codegen(args: argparse.Namespace) -> int:
     from nchl_codegen import generate, write
     from nchl_codegen.inspect import size_report
 
-    from .genome import Genome
     from .spec import Spec
 
-    genome = Genome.load(args.genome)
-    spec = _deploy_spec(genome, args.rule, args.window)
+    genome, spec = _genome_spec(args)
     paths = write(generate(spec, genome.values, args.prefix), args.out)
     for p in paths:
         print(f"wrote {p}", file=sys.stderr)
     if not args.report:
         return 0
     window = spec.window or args.window or 10
-    variants = [spec] + [Spec(r, spec.topology, window=window if r == "wnchl" else None)
-                         for r in ("hl", "nchl", "wnchl") if r != spec.rule or (r == "wnchl" and spec.window != window)]
+    others = [Spec(r, spec.topology, window=window if r == "wnchl" else None) for r in ("hl", "nchl", "wnchl")]
+    variants = [spec] + [v for v in others if (v.rule, v.window) != (spec.rule, spec.window)]
     rows = [size_report(v, args.prefix) for v in variants]
     if args.json:
         print(json.dumps({"chosen": rows[0], "variants": rows[1:]}, indent=2))
@@ -200,10 +198,7 @@ def cmd_codegen(args: argparse.Namespace) -> int:
 def cmd_export_onnx(args: argparse.Namespace) -> int:
     from nchl_codegen.onnx_export import export, save
 
-    from .genome import Genome
-
-    genome = Genome.load(args.genome)
-    spec = _deploy_spec(genome, args.rule, args.window)
+    genome, spec = _genome_spec(args)
     model = export(spec, genome.values, genome.sha256())
     save(model, args.output)
     print(f"wrote {args.output}: {spec.rule}, layers [{spec.topology}], {len(model.graph.node)} nodes, "

@@ -3,7 +3,8 @@
 Every controller keeps its episode state in explicit named arrays
 (:meth:`Controller.state`) so the same state maps onto a C struct, an ONNX
 tensor and a batch. One control step (:meth:`Controller.step`) is: forward
-through all layers with the current weights (``y = tanh(W x)``), which gives
+through all layers with the current weights (``y = tanh(x W)``, ``W`` stored
+``(pre, post)``), which gives
 the action; then every layer is updated from the activations of this step
 (pre = layer ``l``, the raw observation for ``l = 0``; post = layer ``l + 1``).
 
@@ -50,7 +51,8 @@ def check_genome(spec: Spec, genome: object, dtype: np.dtype) -> np.ndarray:
     return g.astype(dtype)
 
 
-def _split(genome: np.ndarray, spec: Spec) -> dict[str, np.ndarray]:
+def split_blocks(genome: np.ndarray, spec: Spec) -> dict[str, np.ndarray]:
+    """The genome's named blocks (views), in the layout of :mod:`nchl.spec`."""
     out, k = {}, 0
     for name, n in spec.blocks:
         out[name] = genome[k:k + n]
@@ -70,7 +72,7 @@ class Controller:
         self.dtype = _check_dtype(dtype)
         self.genome = check_genome(spec, genome, self.dtype)
         self.genome.setflags(write=False)
-        self._unpack(_split(self.genome, spec))
+        self._unpack(split_blocks(self.genome, spec))
         self.reset(0)
 
     @property
@@ -137,11 +139,7 @@ class _WeightedController(Controller):
             flat = uniform_weights(seed, t.synapses, self.spec.init_range, self.dtype)
         else:
             flat = np.zeros(t.synapses, dtype=self.dtype)
-        self.weights = []
-        k = 0
-        for n, p in t.shapes:
-            self.weights.append(flat[k:k + n * p].reshape(n, p).copy())
-            k += n * p
+        self.weights = t.split_matrices(flat)  # views of one fresh array: each layer owns its slice
 
     def step(self, obs: object) -> np.ndarray:
         x = self._observe(obs)
@@ -172,13 +170,7 @@ class HL(_WeightedController):
     rule = "hl"
 
     def _unpack(self, blocks: dict[str, np.ndarray]) -> None:
-        self.layer_params = []
-        k = 0
-        for n, p in self.topology.shapes:
-            self.layer_params.append(
-                {name: blocks[name][k:k + n * p].reshape(n, p) for name in ("A", "B", "C", "D", "eta")}
-            )
-            k += n * p
+        self.layer_params = hl_layers(self.topology, blocks)
 
     def _delta(self, layer: int, x: np.ndarray, y: np.ndarray) -> np.ndarray:
         # (((A*x_i + B*y_j) + C*(x_i*y_j)) + D) * eta, one rounding per operation
@@ -189,6 +181,12 @@ class HL(_WeightedController):
         d += q["D"]
         d *= q["eta"]
         return d
+
+
+def hl_layers(topology: Topology, blocks: Mapping[str, np.ndarray]) -> list[dict[str, np.ndarray]]:
+    """Per-layer HL parameters: ``A, B, C, D, eta`` as ``(pre, post)`` matrices."""
+    per_block = {name: topology.split_matrices(blocks[name]) for name in ("A", "B", "C", "D", "eta")}
+    return [{name: mats[l] for name, mats in per_block.items()} for l in range(topology.n_layers)]
 
 
 def nchl_layers(topology: Topology, blocks: Mapping[str, np.ndarray]) -> list[dict[str, np.ndarray]]:
@@ -330,7 +328,7 @@ def nchl_as_hl(spec: Spec, genome: object) -> tuple[Spec, np.ndarray]:
         raise NchlError(f"only an NcHL genome has an HL equivalent, not {spec.rule!r}")
     values = check_genome(spec, genome, np.dtype(np.float64))
     per: dict[str, list[np.ndarray]] = {name: [] for name in ("A", "B", "C", "D", "eta")}
-    for q in nchl_layers(spec.topology, _split(values, spec)):
+    for q in nchl_layers(spec.topology, split_blocks(values, spec)):
         shape = (len(q["A_pre"]), len(q["B_post"]))
         per["A"].append(np.broadcast_to(q["A_pre"][:, None], shape))
         per["B"].append(np.broadcast_to(q["B_post"][None, :], shape))

@@ -36,6 +36,11 @@ FORMAT_VERSION = 1
 _KEYS = {"format", "format_version", "rule", "layers", "window", "init_range", "clip", "task", "seed", "fitness"}
 
 
+def genome_sha256(values: np.ndarray) -> str:
+    """Digest of genome values (little-endian float64), independent of any archive bytes."""
+    return hashlib.sha256(np.asarray(values, dtype="<f8").tobytes()).hexdigest()
+
+
 @dataclass(frozen=True)
 class Genome:
     """An evolved genome with the spec it belongs to and where it came from."""
@@ -56,8 +61,7 @@ class Genome:
         return make_controller(spec or self.spec, self.values, dtype)
 
     def sha256(self) -> str:
-        """Digest of the genome values (little-endian float64), independent of the archive bytes."""
-        return hashlib.sha256(self.values.astype("<f8").tobytes()).hexdigest()
+        return genome_sha256(self.values)
 
     def metadata(self) -> dict:
         s = self.spec

@@ -12,9 +12,12 @@ from __future__ import annotations
 
 import operator
 from dataclasses import dataclass
-from typing import Iterable
+from typing import TYPE_CHECKING, Iterable
 
 from .errors import TopologyError
+
+if TYPE_CHECKING:
+    import numpy as np
 
 
 @dataclass(frozen=True)
@@ -87,6 +90,14 @@ class Topology:
     def shapes(self) -> tuple[tuple[int, int], ...]:
         """Weight matrix shape ``(pre, post)`` of each layer."""
         return tuple(zip(self.layers[:-1], self.layers[1:]))
+
+    def split_matrices(self, flat: "np.ndarray") -> list["np.ndarray"]:
+        """Views of a flat per-synapse vector as the layers' ``(pre, post)`` matrices, genome order."""
+        out, k = [], 0
+        for n, p in self.shapes:
+            out.append(flat[k:k + n * p].reshape(n, p))
+            k += n * p
+        return out
 
     @property
     def max_width(self) -> int:

@@ -102,8 +102,8 @@ class VSRWalkerEnv(gym.Env):
             touched[m[m >= 0]] = True
         return touched[self.vsr.corners].any(axis=1)
 
-    def _obs(self) -> np.ndarray:
-        q = self.positions()[self.vsr.corners]
+    def _obs(self, positions: np.ndarray) -> np.ndarray:
+        q = positions[self.vsr.corners]
         v = self.data.qvel[self.vsr.qvel_adr][self.vsr.corners].mean(axis=1)
         area = _areas(q)
         edge = 0.5 * (q[:, 1] + q[:, 2]) - 0.5 * (q[:, 0] + q[:, 3])
@@ -122,8 +122,9 @@ class VSRWalkerEnv(gym.Env):
         if self.reset_noise > 0:
             self.data.qvel[:] = self.np_random.uniform(-self.reset_noise, self.reset_noise, self.model.nv)
         mujoco.mj_forward(self.model, self.data)
-        self._x = self.com_x()
-        return self._obs(), {"x_position": self._x}
+        positions = self.positions()
+        self._x = float(positions[:, 0].mean())
+        return self._obs(positions), {"x_position": self._x}
 
     def step(self, action):
         a = np.asarray(action, dtype=np.float64)
@@ -136,10 +137,11 @@ class VSRWalkerEnv(gym.Env):
         mujoco.mj_step(self.model, self.data, nstep=self.substeps)
         unstable = (self.data.warning[mujoco.mjtWarning.mjWARN_BADQACC].number != warnings_before
                     or not np.isfinite(self.data.qpos).all())
-        x = self.com_x() if not unstable else self._x
+        positions = self.positions()  # read once per step for both the fitness and the sensors
+        x = float(positions[:, 0].mean()) if not unstable else self._x
         reward = x - self._x
         self._x = x
         info = {"x_position": x}
         if unstable:
             info["unstable"] = True
-        return self._obs(), reward, bool(unstable), False, info
+        return self._obs(positions), reward, bool(unstable), False, info

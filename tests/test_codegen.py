@@ -29,7 +29,7 @@ def assert_bit_identical(py, c, obs):
         sp, sc = py.state(), c.state()
         for k in sp:
             if np.asarray(sp[k]).dtype == np.float32:
-                np.testing.assert_array_equal(bits(sc[k]) | 0, bits(sp[k]) | 0)
+                np.testing.assert_array_equal(bits(sc[k]), bits(sp[k]))
             else:
                 assert int(sc[k]) == int(sp[k]), k
 
