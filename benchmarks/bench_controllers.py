@@ -27,8 +27,7 @@ from nchl.oracle import NaiveWNcHL
 def build(rule: str, layers, window: int | None, naive: bool = False):
     spec = Spec(rule, layers, window=window)
     genome = np.random.default_rng(0).uniform(-1, 1, spec.genome_length) * 0.1
-    cls = NaiveWNcHL if naive else None
-    return cls(spec, genome, np.float32) if cls else make_controller(spec, genome, np.float32)
+    return NaiveWNcHL(spec, genome, np.float32) if naive else make_controller(spec, genome, np.float32)
 
 
 def main() -> None:
