@@ -68,7 +68,8 @@ def cmd_pipeline(args: argparse.Namespace) -> int:
 
 
 _EVOLVE_FLAGS = ("task", "rule", "window", "layers", "generations", "popsize", "sigma", "init_range", "clip",
-                 "episodes", "seed", "workers", "optimizer", "backend", "scheduler")
+                 "episodes", "seed", "workers", "optimizer", "backend", "scheduler", "validation_every",
+                 "validation_top", "validation_episodes")
 _RESUMABLE = ("generations", "workers", "scheduler")  # a resumed run may change these: results do not depend on them
 
 
@@ -145,8 +146,12 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
         print(json.dumps(stats, indent=2))
     else:
         print(f"{task_name}, {spec.rule}{'' if spec.window is None else f' (m={spec.window})'}, "
-              f"{args.episodes} episodes: mean {stats['mean']:.3f}  std {stats['std']:.3f}  "
-              f"min {stats['min']:.3f}  max {stats['max']:.3f}")
+              f"{args.episodes} episodes (seeds {stats['seeds'][0]}..{stats['seeds'][1]}): "
+              f"mean {stats['mean']:.3f}  std {stats['std']:.3f}  median {stats['median']:.3f}  "
+              f"min {stats['min']:.3f}  max {stats['max']:.3f}  forward {100 * stats['forward_fraction']:.0f}%")
+    if not stats["held_out"]:
+        print(f"nchl evaluate: note: seeds {stats['seeds'][0]}..{stats['seeds'][1]} leave the held-out range "
+              "[0, 2**20): they may coincide with training or validation episodes", file=sys.stderr)
     return 0
 
 
@@ -368,6 +373,12 @@ def build_parser() -> argparse.ArgumentParser:
     q.add_argument("--backend", choices=["c", "python"],
                    help="controller used in rollouts: generated C (default, bit-identical, faster) or Python")
     q.add_argument("--no-early-stop", action="store_true", help="run every episode to its full length")
+    q.add_argument("--validation-every", dest="validation_every", type=int,
+                   help="choose the champion on validation episodes every k generations (default 5)")
+    q.add_argument("--validation-top", dest="validation_top", type=int,
+                   help="candidates validated per validation generation, besides the ES mean (default 3)")
+    q.add_argument("--validation-episodes", dest="validation_episodes", type=int,
+                   help="validation episodes per genome (default 10; 0 = champion = best training episode)")
     q.add_argument("--out", metavar="DIR", help="run directory (new)")
     q.add_argument("--resume", metavar="DIR", help="continue the run in DIR (optionally with more --generations)")
     q.set_defaults(func=cmd_evolve)
@@ -375,7 +386,8 @@ def build_parser() -> argparse.ArgumentParser:
     q = sub.add_parser("evaluate", help="fitness statistics of a genome over seeded rollouts")
     q.add_argument("genome", help="genome file (.npz)")
     q.add_argument("--episodes", type=int, default=10)
-    q.add_argument("--seed", type=int, default=0, help="first episode seed (default 0)")
+    q.add_argument("--seed", type=int, default=0,
+                   help="first episode seed (default 0; seeds below 2**20 are never used in training or validation)")
     q.add_argument("--task", help="default: the genome's task")
     q.add_argument("--rule", choices=["nchl", "wnchl"], help="redeploy an NcHL genome as WNcHL or back")
     q.add_argument("--window", type=int, help="WNcHL window m")

@@ -4,7 +4,8 @@ A run lives in one directory:
 
 * ``config.json``: the validated settings, the optimizer actually used, package versions;
 * ``log.jsonl``: one JSON line per generation;
-* ``best.npz``: the best-ever genome (core genome format) with its fitness and task;
+* ``best.npz``: the champion (core genome format): the genome with the best mean over
+  the run's validation episodes (or, with validation off, the best training evaluation);
 * ``checkpoint.bin``: optimizer and RNG state after the last completed
   generation, rewritten atomically every generation.
 
@@ -12,6 +13,12 @@ Every candidate of a generation is evaluated on the same episode seeds (common
 random numbers), drawn from ``(seed, generation)``, so the run is a function of
 its settings alone: the number of workers, interruptions and resumes do not
 change the log or the best genome.
+
+A single training episode flatters lucky candidates, so the champion is chosen
+on validation episodes instead: every ``validation_every`` generations (and at
+the last one) the generation's ``validation_top`` candidates and the optimizer's
+mean are re-run on ``validation_episodes`` fixed full-length episodes whose
+seeds never occur in training (:mod:`nchl.seeds`).
 """
 
 from __future__ import annotations
@@ -40,6 +47,8 @@ from .errors import NchlError
 from .fileio import atomic_write
 from .genome import Genome
 from .optimizers import make_optimizer
+from .prng import check_seed
+from .seeds import evaluation_seeds, held_out, training_seeds, validation_seeds
 from .spec import RULES, Spec
 from .topology import Topology
 from .workers import WorkerPool
@@ -78,6 +87,9 @@ class EvolveConfig:
     early_stop: bool = True
     backend: str = "c"                      # c (generated C, bit-identical, faster) | python
     scheduler: str | None = None            # tcp://HOST:PORT of a Dask scheduler; None = local workers
+    validation_every: int = 5               # validate every k generations (and at the last one)
+    validation_top: int = 3                 # the generation's best k candidates, plus the optimizer mean
+    validation_episodes: int = 10           # fixed held-out episodes per validated genome (0 = off)
 
     @classmethod
     def from_mapping(cls, values: dict[str, Any], source: str = "config") -> "EvolveConfig":
@@ -112,6 +124,12 @@ class EvolveConfig:
         need(self.popsize is None or (is_int(self.popsize) and self.popsize >= 2), f"popsize must be an integer >= 2, got {self.popsize!r}")
         need(is_num(self.sigma) and self.sigma > 0, f"sigma must be a number > 0, got {self.sigma!r}")
         need(is_int(self.episodes) and self.episodes >= 1, f"episodes must be an integer >= 1, got {self.episodes!r}")
+        need(is_int(self.validation_every) and self.validation_every >= 1,
+             f"validation_every must be an integer >= 1, got {self.validation_every!r}")
+        need(is_int(self.validation_top) and self.validation_top >= 0,
+             f"validation_top must be an integer >= 0, got {self.validation_top!r}")
+        need(is_int(self.validation_episodes) and self.validation_episodes >= 0,
+             f"validation_episodes must be an integer >= 0 (0 = no validation), got {self.validation_episodes!r}")
         need(is_int(self.seed) and 0 <= self.seed < 2**32, f"seed must be an integer in [0, 2**32), got {self.seed!r}")
         need(is_int(self.workers) and self.workers >= 1, f"workers must be an integer >= 1, got {self.workers!r}")
         need(isinstance(self.early_stop, bool), f"early_stop must be true or false, got {self.early_stop!r}")
@@ -144,12 +162,6 @@ def load_toml(path: str | os.PathLike) -> dict[str, Any]:
         raise ConfigError(f"{path}: not valid TOML: {e}") from None
 
 
-def episode_seeds(seed: int, generation: int, episodes: int) -> list[int]:
-    """The episode seeds every candidate of ``generation`` is evaluated on."""
-    rng = np.random.default_rng([seed, generation])
-    return [int(s) for s in rng.integers(0, 2**32 - 1, size=episodes)]
-
-
 # -- the worker side ---------------------------------------------------------
 _LOCAL = threading.local()  # one environment cache per thread (a Dask worker may run several)
 
@@ -165,9 +177,8 @@ def evaluation_controller(spec: Spec, genome: np.ndarray, backend: str):
 
 
 def evaluate_candidate(payload: tuple, attempt: int) -> dict:
-    """Mean fitness of one genome over the given episode seeds (runs in a worker).
-
-    The environment is created once per worker and task, then reused.
+    """Mean fitness of one genome over the given episode seeds (runs in a worker), with
+    each episode's outcome. The environment is created once per worker and task, then reused.
     """
     task_name, spec, genome, seeds, early_stop, backend = payload
     envs = _LOCAL.__dict__.setdefault("envs", {})
@@ -176,7 +187,8 @@ def evaluate_candidate(payload: tuple, attempt: int) -> dict:
         envs[key] = get_task(task_name).make_env(early_stop=early_stop)
     controller = evaluation_controller(spec, genome, backend)
     results = [rollout(envs[key], controller, s) for s in seeds]
-    return {"fitness": float(np.mean([r.fitness for r in results])), "steps": sum(r.steps for r in results)}
+    return {"fitness": float(np.mean([r.fitness for r in results])), "steps": sum(r.steps for r in results),
+            "episodes": [{"seed": s, **r.as_dict()} for s, r in zip(seeds, results)]}
 
 
 # -- the run -------------------------------------------------------------------
@@ -246,6 +258,7 @@ class Run:
             self.config = config
             self.spec = config.spec()
             self.state = read_checkpoint(self.out / CHECKPOINT)
+            self.state.setdefault("best_validation", -math.inf)  # checkpoints from before validation
             self._truncate_log(self.state["generation"])
             log(f"resuming {self.out} at generation {self.state['generation'] + 1}/{config.generations}")
         else:
@@ -261,18 +274,44 @@ class Run:
             x0 = rng.uniform(-GENOME_INIT_RANGE, GENOME_INIT_RANGE, self.spec.genome_length)
             optimizer = make_optimizer(config.optimizer, x0, config.sigma, config.popsize, config.seed)
             self.state = {"generation": 0, "optimizer": optimizer, "np_random": np.random.get_state(),
-                          "best_genome": None, "best_fitness": -math.inf, "evaluations": 0,
+                          "best_genome": None, "best_fitness": -math.inf, "best_validation": -math.inf,
+                          "evaluations": 0,
                           "env_steps": 0, "wall_time": 0.0}
             record = {"settings": {k: (list(v) if isinstance(v, tuple) else v) for k, v in asdict(config).items()},
                       "optimizer": optimizer.name, "popsize": optimizer.popsize,
                       "genome_length": self.spec.genome_length, "layers": list(self.spec.topology.layers),
                       "genome_init": f"uniform(-{GENOME_INIT_RANGE}, {GENOME_INIT_RANGE})",
+                      "validation_seeds": self.validation_seeds,
                       "versions": _versions(), "command": sys.argv}
             atomic_write(self.out / "config.json", (json.dumps(record, indent=2) + "\n").encode())
             (self.out / "log.jsonl").write_text("")
             write_checkpoint(self.out / CHECKPOINT, self.state)
             log(f"new run {self.out}: task {config.task}, rule {self.spec.rule}, layers [{self.spec.topology}], "
                 f"{self.spec.genome_length} parameters, {optimizer.name} with popsize {optimizer.popsize}")
+
+    @property
+    def validation_seeds(self) -> list[int]:
+        return validation_seeds(self.config.seed, self.config.validation_episodes)
+
+    def _validates(self, generation: int) -> bool:
+        """Whether generation ``generation`` (1-based) re-evaluates its best on the validation episodes."""
+        cfg = self.config
+        return cfg.validation_episodes > 0 and (generation % cfg.validation_every == 0
+                                                or generation == cfg.generations)
+
+    def _validate(self, pool, genomes: list[np.ndarray]) -> list[np.ndarray | None]:
+        """Per-episode validation fitness of each genome (None where an episode failed).
+
+        One job per (genome, episode) so that a few genomes still spread over all workers;
+        validation episodes run to full length, like ``nchl evaluate``."""
+        cfg, seeds = self.config, self.validation_seeds
+        jobs = [(cfg.task, self.spec, x, [s], False, cfg.backend) for x in genomes for s in seeds]
+        outcomes = pool.map(jobs)
+        out = []
+        for i in range(len(genomes)):
+            mine = outcomes[i * len(seeds):(i + 1) * len(seeds)]
+            out.append(np.array([o.value["fitness"] for o in mine]) if all(o.ok for o in mine) else None)
+        return out
 
     def _truncate_log(self, generations: int) -> None:
         """Drop log lines written after the checkpoint (a crash between the two writes)."""
@@ -299,7 +338,7 @@ class Run:
                 g = st["generation"]
                 t0 = time.perf_counter()
                 candidates = opt.ask()
-                seeds = episode_seeds(cfg.seed, g, cfg.episodes)
+                seeds = training_seeds(cfg.seed, g, cfg.episodes)
                 outcomes = pool.map([(cfg.task, self.spec, x, seeds, cfg.early_stop, cfg.backend) for x in candidates])
                 ok = np.array([o.ok for o in outcomes])
                 if not ok.any():
@@ -311,47 +350,81 @@ class Run:
                 steps = sum(o.value["steps"] for o in outcomes if o.ok)
                 elapsed = time.perf_counter() - t0
                 i = int(np.nanargmax(fitness))
-                improved = fitness[i] > st["best_fitness"]
-                if improved:
-                    st["best_fitness"], st["best_genome"] = float(fitness[i]), candidates[i].copy()
+                champion = None
+                if fitness[i] > st["best_fitness"]:
+                    st["best_fitness"] = float(fitness[i])
+                    champion = None if cfg.validation_episodes else (candidates[i], st["best_fitness"])
+                validation: dict[str, Any] = {"validation_mean": None, "validation_std": None,
+                                              "validation_of": None}
+                if self._validates(g + 1):
+                    top = [int(k) for k in np.argsort(-np.where(ok, fitness, -np.inf), kind="stable")
+                           [:min(cfg.validation_top, int(ok.sum()))]]
+                    genomes = [candidates[k] for k in top] + [np.asarray(opt.center, dtype=float)]
+                    names = [f"rank {r + 1}" for r in range(len(top))] + ["mean"]
+                    scores = self._validate(pool, genomes)
+                    valid = [k for k, v in enumerate(scores) if v is not None]
+                    if valid:
+                        j = max(valid, key=lambda k: (scores[k].mean(), -k))
+                        validation = {"validation_mean": float(scores[j].mean()),
+                                      "validation_std": float(scores[j].std()), "validation_of": names[j]}
+                        if validation["validation_mean"] > st["best_validation"]:
+                            st["best_validation"] = validation["validation_mean"]
+                            champion = (genomes[j], st["best_validation"])
                 st["generation"] = g + 1
                 st["evaluations"] += len(candidates) * cfg.episodes
                 st["env_steps"] += steps
                 st["wall_time"] += elapsed
                 st["np_random"] = np.random.get_state()
+                if champion is not None:
+                    st["best_genome"] = champion[0].copy()
                 good = fitness[ok]
                 entry = {"generation": g + 1, "best": float(good.max()), "mean": float(good.mean()),
-                         "std": float(good.std()), "best_ever": st["best_fitness"], "sigma": opt.sigma,
-                         "evaluations": st["evaluations"], "env_steps": st["env_steps"],
+                         "std": float(good.std()), "best_ever": st["best_fitness"], **validation,
+                         "best_validation": st["best_validation"] if cfg.validation_episodes else None,
+                         "sigma": opt.sigma, "evaluations": st["evaluations"], "env_steps": st["env_steps"],
                          "failures": int((~ok).sum()), "env_steps_per_s": steps / elapsed,
                          "wall_time": st["wall_time"]}
                 with open(self.out / "log.jsonl", "a") as f:
                     f.write(json.dumps(entry) + "\n")
-                if improved:
+                if champion is not None:
                     Genome(self.spec, st["best_genome"], task=cfg.task, seed=cfg.seed,
-                           fitness=st["best_fitness"]).save(self.out / "best.npz")
+                           fitness=champion[1]).save(self.out / "best.npz")
                 write_checkpoint(self.out / CHECKPOINT, st)
                 gen_times.append(elapsed)
                 eta = np.median(gen_times) * (cfg.generations - g - 1)
+                val = (f"  validation {entry['validation_mean']:8.3f} +- {entry['validation_std']:.3f} "
+                       f"({entry['validation_of']})" if entry["validation_mean"] is not None else "")
                 self.log(f"gen {g + 1:>4}/{cfg.generations}  best {entry['best']:9.3f}  mean {entry['mean']:9.3f}  "
                          f"best-ever {entry['best_ever']:9.3f}  sigma {entry['sigma']:.4f}  "
-                         f"{entry['env_steps_per_s']:8.0f} steps/s  ETA {_fmt_time(eta)}")
-        self.log(f"done: best-ever fitness {st['best_fitness']:.3f} after {st['generation']} generations "
-                 f"({_fmt_time(time.perf_counter() - started)}); best genome in {self.out / 'best.npz'}")
-        return {"best_fitness": st["best_fitness"], "generations": st["generation"]}
+                         f"{entry['env_steps_per_s']:8.0f} steps/s  ETA {_fmt_time(eta)}{val}")
+        chosen = (f"best validation mean {st['best_validation']:.3f} over {cfg.validation_episodes} episodes"
+                  if cfg.validation_episodes else f"best training fitness {st['best_fitness']:.3f}")
+        self.log(f"done after {st['generation']} generations ({_fmt_time(time.perf_counter() - started)}): "
+                 f"champion with {chosen} in {self.out / 'best.npz'}")
+        return {"best_fitness": st["best_fitness"], "best_validation": st["best_validation"],
+                "generations": st["generation"]}
 
 
 def evaluate_genome(spec: Spec, genome: np.ndarray, task: str, episodes: int, seed: int = 0,
                     workers: int = 1, early_stop: bool = False, backend: str = "c",
                     log: Callable[[str], None] = print) -> dict:
-    """Fitness statistics of one genome over ``episodes`` rollouts with seeds ``seed .. seed + episodes - 1``."""
-    seeds = [seed + k for k in range(episodes)]
+    """The paper's protocol: statistics of one genome over ``episodes`` full rollouts with seeds
+    ``seed .. seed + episodes - 1`` (held out from training and validation by default)."""
+    if isinstance(episodes, bool) or not isinstance(episodes, int) or episodes < 1:
+        raise NchlError(f"episodes must be an integer >= 1, got {episodes!r}")
+    if isinstance(workers, bool) or not isinstance(workers, int) or workers < 1:
+        raise NchlError(f"workers must be an integer >= 1, got {workers!r}")
+    seeds = evaluation_seeds(check_seed(seed), episodes)
+    check_seed(seeds[-1])
     with WorkerPool("nchl.evolution:evaluate_candidate", min(workers, episodes), log=log) as pool:
         outcomes = pool.map([(task, spec, genome, [s], early_stop, backend) for s in seeds])
     failed = [s for s, o in zip(seeds, outcomes) if not o.ok]
     if failed:
         raise NchlError(f"{len(failed)} of {episodes} episodes failed (seeds {failed[:5]}); first error:\n"
                         f"{next(o for o in outcomes if not o.ok).errors[-1]}")
-    f = np.array([o.value["fitness"] for o in outcomes])
-    return {"mean": float(f.mean()), "std": float(f.std()), "min": float(f.min()), "max": float(f.max()),
-            "episodes": episodes, "seeds": [seeds[0], seeds[-1]], "fitness": [float(x) for x in f]}
+    per_episode = [o.value["episodes"][0] for o in outcomes]
+    f = np.array([e["fitness"] for e in per_episode])
+    return {"mean": float(f.mean()), "std": float(f.std()), "median": float(np.median(f)),
+            "min": float(f.min()), "max": float(f.max()), "forward_fraction": float((f > 0).mean()),
+            "episodes": episodes, "seeds": [seeds[0], seeds[-1]], "held_out": held_out(seeds),
+            "early_stop": early_stop, "per_episode": per_episode}

@@ -48,6 +48,11 @@ class Optimizer:
     def sigma(self) -> float:
         raise NotImplementedError
 
+    @property
+    def center(self) -> np.ndarray:
+        """The distribution mean: often more robust than any sampled candidate."""
+        raise NotImplementedError
+
 
 class PyCMA(Optimizer):
     def __init__(self, x0: np.ndarray, sigma: float, popsize: int | None, seed: int, diagonal: bool) -> None:
@@ -70,6 +75,10 @@ class PyCMA(Optimizer):
     @property
     def sigma(self) -> float:
         return float(self.es.sigma)
+
+    @property
+    def center(self) -> np.ndarray:
+        return np.array(self.es.mean, dtype=float)
 
 
 def centered_ranks(f: np.ndarray) -> np.ndarray:
@@ -115,6 +124,10 @@ class OpenAIES(Optimizer):
     @property
     def sigma(self) -> float:
         return self._sigma
+
+    @property
+    def center(self) -> np.ndarray:
+        return self.mean.copy()
 
 
 def make_optimizer(name: str, x0: np.ndarray, sigma: float, popsize: int | None, seed: int) -> Optimizer:

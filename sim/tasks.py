@@ -82,13 +82,27 @@ class Task:
 
 VSR_ID = "nchl/VSRWalker-v0"
 
+# The authors' (PyBullet) Ant ends an episode only when the torso drops below 0.26 m: no upper
+# bound, no tilt limit. Gymnasium's Ant-v5 also ends it above 1.0 m, which a plastic controller
+# starting from zero weights reaches within ~20 steps; the *-v5-strict tasks keep that check.
+ANT_FALL_Z = 0.26
+_ANT_PAPER = {"healthy_z_range": (ANT_FALL_Z, float("inf"))}
+_ANT_OFF = {"terminate_when_unhealthy": False}
+
+
+def _ant(name: str, contacts: bool, strict: bool) -> Task:
+    obs = "with" if contacts else "without"
+    ends = "Gymnasium's default health check (torso z in [0.2, 1.0])" if strict else f"ends when torso z < {ANT_FALL_Z} m"
+    return Task(name, "Ant-v5", f"MuJoCo Ant (Gymnasium Ant-v5), observation {obs} contact forces; {ends}",
+                hidden=(128, 64), kwargs={"include_cfrc_ext_in_observation": contacts, **({} if strict else _ANT_PAPER)},
+                no_termination=_ANT_OFF)
+
+
 TASKS: dict[str, Task] = {t.name: t for t in (
-    Task("ant", "Ant-v5", "MuJoCo Ant (Gymnasium Ant-v5), observation without contact forces",
-         hidden=(128, 64), kwargs={"include_cfrc_ext_in_observation": False},
-         no_termination={"terminate_when_unhealthy": False}),
-    Task("ant-contacts", "Ant-v5", "MuJoCo Ant (Gymnasium Ant-v5), observation with contact forces",
-         hidden=(128, 64), kwargs={"include_cfrc_ext_in_observation": True},
-         no_termination={"terminate_when_unhealthy": False}),
+    _ant("ant", contacts=False, strict=False),
+    _ant("ant-contacts", contacts=True, strict=False),
+    _ant("ant-v5-strict", contacts=False, strict=True),
+    _ant("ant-contacts-v5-strict", contacts=True, strict=True),
     Task("vsr-high", VSR_ID, "4x3 VSR biped on flat ground, high sensing (all sensors, all voxels)",
          hidden=(32, 32), kwargs={"sensors": "high"}),
     Task("vsr-medium", VSR_ID, "4x3 VSR biped on flat ground, medium sensing",

@@ -13,9 +13,11 @@ from nchl import Genome
 from nchl.errors import NchlError
 from nchl.evolution import CHECKPOINT, EvolveConfig, Run, read_checkpoint
 from nchl.optimizers import OpenAIES, PyCMA, centered_ranks, resolve
+from nchl.workers import Outcome
 
-DETERMINISTIC = ("generation", "best", "mean", "std", "best_ever", "sigma", "evaluations", "env_steps", "failures")
-SMALL = dict(task="vsr-low", layers=(12, 4, 10), generations=3, popsize=6, workers=1)
+DETERMINISTIC = ("generation", "best", "mean", "std", "best_ever", "validation_mean", "validation_std",
+                 "validation_of", "best_validation", "sigma", "evaluations", "env_steps", "failures")
+SMALL = dict(task="vsr-low", layers=(12, 4, 10), generations=3, popsize=6, workers=1, validation_episodes=2)
 
 
 def log_of(run_dir):
@@ -37,8 +39,11 @@ def test_small_run_per_rule(tmp_path, rule, extra):
     assert [e["generation"] for e in log] == [1, 2, 3]
     assert all(e["evaluations"] == 6 * e["generation"] for e in log)
     assert log[-1]["best_ever"] == max(e["best"] for e in log)
+    # validated at the last generation only (every 5 by default): top 3 and the ES mean on 2 episodes
+    assert [e["validation_mean"] is None for e in log] == [True, True, False]
+    assert log[-1]["validation_of"] in ("rank 1", "rank 2", "rank 3", "mean")
     best = Genome.load(run_dir / "best.npz")
-    assert best.spec.rule == rule and best.task == "vsr-low" and best.fitness == log[-1]["best_ever"]
+    assert best.spec.rule == rule and best.task == "vsr-low" and best.fitness == log[-1]["best_validation"]
     cfg = json.loads((run_dir / "config.json").read_text())
     assert cfg["optimizer"] == "cma" and {"numpy", "cma", "mujoco"} <= set(cfg["versions"])
     assert any("gen    3/3" in m and "ETA" in m for m in logs)
@@ -56,8 +61,9 @@ def test_same_seed_same_log_regardless_of_workers_and_backend(tmp_path):
 
 @pytest.mark.parametrize("optimizer", ["cma", "openai-es"])
 def test_resume_equals_uninterrupted(tmp_path, optimizer):
-    full, _ = evolve(tmp_path, "full", generations=4, optimizer=optimizer, task="ant", layers=(27, 3, 8), episodes=2)
-    part, _ = evolve(tmp_path, "part", generations=2, optimizer=optimizer, task="ant", layers=(27, 3, 8), episodes=2)
+    ant = dict(optimizer=optimizer, task="ant", layers=(27, 3, 8), episodes=2, validation_every=1, validation_top=1)
+    full, _ = evolve(tmp_path, "full", generations=4, **ant)
+    part, _ = evolve(tmp_path, "part", generations=2, **ant)
     # a crash after the log line of generation 3 but before its checkpoint
     with open(part / "log.jsonl", "a") as f:
         f.write(json.dumps({"generation": 3, "stale": True}) + "\n")
@@ -100,6 +106,8 @@ def test_corrupt_checkpoint_is_a_clear_error(tmp_path):
     ({"rule": "abc"}, "rule must be one of"),
     ({"episodes": 1.5}, "episodes must be an integer"),
     ({"early_stop": "yes"}, "early_stop must be true or false"),
+    ({"validation_every": 0}, "validation_every must be an integer >= 1"),
+    ({"validation_episodes": -1}, "validation_episodes must be an integer >= 0"),
 ])
 def test_config_validation(settings, match):
     with pytest.raises(NchlError, match=match):
@@ -163,13 +171,73 @@ def test_evaluate_json_trace_and_redeploy(tmp_path):
                  "--workers", "1", cwd=tmp_path)
     assert r.returncode == 0, r.stderr
     stats = json.loads(r.stdout)
-    assert {"mean", "std", "min", "max", "episodes"} <= set(stats) and stats["episodes"] == 3
+    assert {"mean", "std", "median", "min", "max", "forward_fraction", "per_episode"} <= set(stats)
+    assert stats["episodes"] == 3 and stats["held_out"] and stats["seeds"] == [0, 2]
+    f = np.array([e["fitness"] for e in stats["per_episode"]])
+    assert [e["seed"] for e in stats["per_episode"]] == [0, 1, 2]
+    assert stats["median"] == pytest.approx(np.median(f)) and stats["forward_fraction"] == pytest.approx((f > 0).mean())
     with np.load(tmp_path / "t.npz") as t:
         assert t["obs"].shape == (1000, 12) and t["actions"].shape == (1000, 10)
     r = nchl_cmd("evaluate", str(run_dir / "best.npz"), "--episodes", "2", "--rule", "wnchl", "--window", "5",
                  "--json", "--workers", "1", cwd=tmp_path)
     assert r.returncode == 0, r.stderr
     assert json.loads(r.stdout)["window"] == 5
+
+
+@pytest.mark.parametrize("args, match", [
+    (["--episodes", "0"], "episodes must be an integer >= 1, got 0"),
+    (["--episodes", "-3"], "episodes must be an integer >= 1"),
+    (["--seed", "-1"], "seed must be in"),
+    (["--workers", "0"], "workers must be an integer >= 1"),
+])
+def test_evaluate_bad_counts_are_clear_errors(tmp_path, args, match):
+    run_dir, _ = evolve(tmp_path, "e", generations=1)
+    r = nchl_cmd("evaluate", str(run_dir / "best.npz"), *args, cwd=tmp_path)
+    assert r.returncode == 2 and match in r.stderr and "Traceback" not in r.stderr
+
+
+def test_seed_ranges_are_disjoint():
+    from nchl.seeds import EVALUATION, TRAINING, VALIDATION, evaluation_seeds, training_seeds, validation_seeds
+
+    assert EVALUATION.stop == VALIDATION.start and VALIDATION.stop == TRAINING.start and TRAINING.stop == 2**32
+    train = {s for seed in range(3) for g in range(200) for s in training_seeds(seed, g, 3)}
+    val = set(validation_seeds(0, 100))
+    assert len(val) == 100 and all(s in VALIDATION for s in val)
+    assert all(s in TRAINING for s in train) and not (train & val)
+    assert validation_seeds(0, 10) == validation_seeds(0, 10) != validation_seeds(1, 10)
+    assert all(s in EVALUATION for s in evaluation_seeds(5000, 100))
+
+
+def test_without_validation_the_champion_is_the_best_training_episode(tmp_path):
+    run_dir, _ = evolve(tmp_path, "nv", validation_episodes=0)
+    log = [json.loads(line) for line in (run_dir / "log.jsonl").read_text().splitlines()]
+    assert all(e["validation_mean"] is None and e["best_validation"] is None for e in log)
+    assert Genome.load(run_dir / "best.npz").fitness == log[-1]["best_ever"]
+
+
+def test_validation_uses_its_own_seeds_and_picks_the_best_mean(tmp_path, monkeypatch):
+    """The validated genomes run on the validation seeds only, and best.npz is the best mean."""
+    from nchl import evolution
+
+    seen = []
+    real = evolution.evaluate_candidate
+
+    def spy(payload, attempt):
+        seen.append(list(payload[3]))
+        return real(payload, attempt)
+
+    monkeypatch.setattr(evolution.WorkerPool, "map",
+                        lambda self, jobs: [Outcome(True, spy(j, 1)) for j in jobs])
+    run_dir, _ = evolve(tmp_path, "v", task="ant", layers=(27, 3, 8), validation_every=1, validation_top=2,
+                        validation_episodes=3, generations=2)
+    cfg = json.loads((run_dir / "config.json").read_text())
+    val = set(cfg["validation_seeds"])
+    assert len(val) == 3
+    train = [s for seeds in seen for s in seeds if s not in val]
+    assert train and all(s >= 2**21 for s in train)
+    assert sum(1 for seeds in seen if set(seeds) <= val) == 2 * 3 * 3  # 2 gens x (top 2 + mean) x 3 episodes
+    log = [json.loads(line) for line in (run_dir / "log.jsonl").read_text().splitlines()]
+    assert Genome.load(run_dir / "best.npz").fitness == max(e["validation_mean"] for e in log)
 
 
 def test_plot_groups_runs_by_rule(tmp_path):
