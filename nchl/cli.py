@@ -63,6 +63,7 @@ def cmd_pipeline(args: argparse.Namespace) -> int:
 
     run_pipeline(args.out, task=args.task, generations=args.generations, popsize=args.popsize,
                  window=args.window, seed=args.seed, workers=args.workers,
+                 champion=None if args.champion == "none" else args.champion,
                  log=lambda m: print(m, file=sys.stderr))
     return 0
 
@@ -327,6 +328,34 @@ def cmd_emulate(args: argparse.Namespace) -> int:
     return 0 if r["max_abs_error"] <= args.tolerance and r["nonzero_status"] == 0 else 1
 
 
+def cmd_zoo(args: argparse.Namespace) -> int:
+    from . import zoo
+
+    if args.add:
+        from .ship import add_champion
+
+        if not args.name:
+            raise NchlError("--add needs --name NAME for the champion")
+        r = add_champion(args.add, args.name, args.episodes, args.into or zoo.HERE, args.workers,
+                         log=lambda m: print(m, file=sys.stderr))
+        e = r["evaluation"]
+        print(f"zoo:{args.name}: {e['episodes']} held-out episodes, mean {e['mean']:.2f} m, median "
+              f"{e['median']:.2f} m, forward {100 * e['forward_fraction']:.0f}%")
+        return 0
+    records = [zoo.provenance(n) for n in zoo.names()]
+    if args.json:
+        print(json.dumps(records, indent=2))
+        return 0
+    print(f"{'name':<18}{'task':<14}{'rule':<10}{'params':>7}{'gens':>6}{'episodes':>9}{'mean m':>8}"
+          f"{'median m':>9}{'forward':>8}")
+    for r in records:
+        e, rule = r["evaluation"], r["rule"] + (f"(m={r['window']})" if r["window"] else "")
+        print(f"{r['name']:<18}{r['task']:<14}{rule:<10}{r['genome_length']:>7}{r['run']['generations']:>6}"
+              f"{e['episodes']:>9}{e['mean']:>8.2f}{e['median']:>9.2f}{100 * e['forward_fraction']:>7.0f}%")
+    print("held-out episodes (seeds from 0, full length); use a champion as zoo:NAME wherever a genome file goes")
+    return 0
+
+
 def cmd_plot(args: argparse.Namespace) -> int:
     from .plots import plot_runs
 
@@ -384,7 +413,7 @@ def build_parser() -> argparse.ArgumentParser:
     q.set_defaults(func=cmd_evolve)
 
     q = sub.add_parser("evaluate", help="fitness statistics of a genome over seeded rollouts")
-    q.add_argument("genome", help="genome file (.npz)")
+    q.add_argument("genome", help="genome file (.npz) or zoo:NAME")
     q.add_argument("--episodes", type=int, default=10)
     q.add_argument("--seed", type=int, default=0,
                    help="first episode seed (default 0; seeds below 2**20 are never used in training or validation)")
@@ -399,7 +428,7 @@ def build_parser() -> argparse.ArgumentParser:
     q.set_defaults(func=cmd_evaluate)
 
     q = sub.add_parser("codegen", help="generate fixed-memory C99 for a genome")
-    q.add_argument("genome", help="genome file (.npz)")
+    q.add_argument("genome", help="genome file (.npz) or zoo:NAME")
     q.add_argument("--prefix", default="nchl_ctrl", help="C symbol prefix (default nchl_ctrl)")
     q.add_argument("--out", default=".", metavar="DIR")
     q.add_argument("--rule", choices=["nchl", "wnchl"], help="deploy an NcHL genome as WNcHL or back")
@@ -409,7 +438,7 @@ def build_parser() -> argparse.ArgumentParser:
     q.set_defaults(func=cmd_codegen)
 
     q = sub.add_parser("verify", help="run generated C and Python in the same rollouts and compare")
-    q.add_argument("genome", help="genome file (.npz)")
+    q.add_argument("genome", help="genome file (.npz) or zoo:NAME")
     q.add_argument("--task", help="default: the genome's task")
     q.add_argument("--episodes", type=int, default=3)
     q.add_argument("--seed", type=int, default=0, help="first episode seed")
@@ -424,21 +453,21 @@ def build_parser() -> argparse.ArgumentParser:
     q.set_defaults(func=cmd_verify)
 
     q = sub.add_parser("export-onnx", help="one control step as an ONNX model (obs, state) -> (action, state)")
-    q.add_argument("genome", help="genome file (.npz)")
+    q.add_argument("genome", help="genome file (.npz) or zoo:NAME")
     q.add_argument("-o", "--output", default="controller.onnx")
     q.add_argument("--rule", choices=["nchl", "wnchl"], help="deploy an NcHL genome as WNcHL or back")
     q.add_argument("--window", type=int, help="WNcHL window m")
     q.set_defaults(func=cmd_export_onnx)
 
     q = sub.add_parser("size", help="Cortex-M flash/RAM/stack of generated C, or of a genome's HL/NcHL/WNcHL")
-    q.add_argument("path", help="folder of generated <prefix>.c/.h, or a genome file (.npz)")
+    q.add_argument("path", help="folder of generated <prefix>.c/.h, a genome file (.npz) or zoo:NAME")
     q.add_argument("--target", default="cortex-m4f", help="cortex-m4f, cortex-m0, cortex-m33 (comma-separated)")
     q.add_argument("--windows", default="1,10,50", help="WNcHL windows for a genome (default 1,10,50)")
     q.add_argument("--json", action="store_true")
     q.set_defaults(func=cmd_size)
 
     q = sub.add_parser("emulate", help="replay a trace through the C on an emulated Cortex-M4 (qemu)")
-    q.add_argument("genome", help="genome file (.npz)")
+    q.add_argument("genome", help="genome file (.npz) or zoo:NAME")
     q.add_argument("--task", help="default: the genome's task")
     q.add_argument("--board", default="mps2-an386")
     q.add_argument("--trace", metavar="NPZ", help="observations from nchl evaluate --trace (default: record one)")
@@ -456,6 +485,15 @@ def build_parser() -> argparse.ArgumentParser:
     q.add_argument("-o", "--output", default="fitness.png")
     q.set_defaults(func=cmd_plot)
 
+    q = sub.add_parser("zoo", help="list the shipped champions (zoo:NAME), or add a run's champion")
+    q.add_argument("--json", action="store_true", help="print the provenance records as JSON")
+    q.add_argument("--add", metavar="RUN_DIR", help="score the run's best.npz on held-out episodes and add it")
+    q.add_argument("--name", help="name of the added champion, e.g. ant-nchl")
+    q.add_argument("--episodes", type=int, default=100, help="held-out episodes for --add (default 100)")
+    q.add_argument("--into", metavar="DIR", help="zoo folder to write (default: the package's own)")
+    q.add_argument("--workers", type=int, default=2)
+    q.set_defaults(func=cmd_zoo)
+
     q = sub.add_parser("pipeline", help="the main job: evolve NcHL -> generate C (NcHL, WNcHL) -> verify -> sizes")
     q.add_argument("--task", default="ant")
     q.add_argument("--out", default="runs/pipeline", metavar="DIR", help="default runs/pipeline (resumed if present)")
@@ -464,6 +502,8 @@ def build_parser() -> argparse.ArgumentParser:
     q.add_argument("--window", type=int, default=10, help="WNcHL window of the weightless deployment")
     q.add_argument("--seed", type=int, default=0)
     q.add_argument("--workers", type=int, default=2)
+    q.add_argument("--champion", default="ant-nchl", metavar="NAME",
+                   help="zoo champion deployed after the demonstration run (default ant-nchl; 'none' to skip)")
     q.set_defaults(func=cmd_pipeline)
     return p
 

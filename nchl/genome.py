@@ -78,7 +78,10 @@ class Genome:
 
     @classmethod
     def load(cls, path: str | os.PathLike) -> "Genome":
-        path = Path(path)
+        """Load a genome file, or a shipped champion given as ``zoo:NAME``."""
+        from .zoo import resolve
+
+        path = resolve(path)
 
         def fail(why: str) -> GenomeFileError:
             return GenomeFileError(f"{path}: {why}")

@@ -46,7 +46,7 @@ def test_tasks_json(tmp_path):
 def test_main_job_pipeline_reduced(tmp_path):
     """The README's main job at a tiny budget: evolve -> C for NcHL and WNcHL -> verify -> sizes."""
     r = nchl("pipeline", "--task", "vsr-low", "--generations", "2", "--popsize", "4", "--workers", "1",
-             "--out", "p", cwd=tmp_path)
+             "--champion", "vsr-high-nchl", "--out", "p", cwd=tmp_path)
     assert r.returncode == 0, r.stderr
     summary = json.loads((tmp_path / "p" / "summary.json").read_text())
     variants = {v["variant"]: v for v in summary["variants"]}
@@ -58,8 +58,13 @@ def test_main_job_pipeline_reduced(tmp_path):
         assert v["instructions_per_step"] > v["floor_macs_per_step"] > 0
     # RAM of the Cortex-M4F firmware: the ring buffer, two counters, the harness's obs/act buffers
     assert variants["wnchl(m=10)"]["m4f_ram_bytes"] == 4 * 10 * (12 + 32 + 32 + 10) + 8 + 4 * (12 + 10)
-    assert (tmp_path / "p" / "c" / "nchl" / "vsr_low_nchl.c").exists()
+    assert (tmp_path / "p" / "demo" / "c" / "nchl" / "vsr_low_nchl.c").exists()
     assert "|C-py| M4" in r.stdout and "instr/step" in r.stdout
+    # the zoo champion is deployed too: C, host and emulated verification, sizes
+    champion = summary["champion"]
+    assert champion["name"] == "vsr-high-nchl" and champion["evaluation"]["episodes"] == 100
+    assert all(v["passed"] and v["emulated_max_abs_error"] == 0 for v in champion["variants"])
+    assert "zoo:vsr-high-nchl" in r.stdout
 
 
 def test_installed_console_script_runs_from_any_directory(tmp_path):
@@ -78,4 +83,5 @@ def test_main_job_full_size(tmp_path):
     r = nchl("pipeline", "--out", "p", cwd=tmp_path)
     assert r.returncode == 0, r.stderr
     summary = json.loads((tmp_path / "p" / "summary.json").read_text())
-    assert all(v["passed"] and v["emulated_max_abs_error"] == 0 for v in summary["variants"])
+    assert all(v["passed"] and v["emulated_max_abs_error"] == 0
+               for v in summary["variants"] + summary["champion"]["variants"])
