@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from functools import cached_property
 
 import gymnasium as gym
+import numpy as np
 
 from nchl.errors import NchlError
 from nchl.topology import Topology
@@ -48,6 +49,21 @@ class NoProgressStop(gym.Wrapper):
         return obs, reward, terminated, truncated, info
 
 
+class ScaleObservation(gym.ObservationWrapper):
+    """Multiply the observation by a fixed per-entry scale, then clip it to ``[-bound, bound]``."""
+
+    def __init__(self, env: gym.Env, scale: np.ndarray, bound: float) -> None:
+        super().__init__(env)
+        self.scale, self.bound = np.asarray(scale, dtype=np.float64), float(bound)
+        n = env.observation_space.shape[0]
+        if self.scale.shape != (n,):
+            raise NchlError(f"observation scale has {self.scale.size} entries for {n} observations")
+        self.observation_space = gym.spaces.Box(-self.bound, self.bound, (n,), np.float64)
+
+    def observation(self, observation):
+        return np.clip(observation * self.scale, -self.bound, self.bound)
+
+
 @dataclass(frozen=True)
 class Task:
     name: str
@@ -57,13 +73,26 @@ class Task:
     episode_steps: int = 1000
     kwargs: dict = field(default_factory=dict)
     no_termination: dict = field(default_factory=dict)
+    obs_scale: tuple[tuple[int, float], ...] = ()   # (count, factor) runs over the observation; () = raw
+    obs_bound: float = float("inf")
 
-    def make_env(self, early_stop: bool = False, full_length: bool = False) -> gym.Env:
+    def make_env(self, early_stop: bool = False, full_length: bool = False, render_mode: str | None = None,
+                 width: int = 480, height: int = 360, camera: str = "track") -> gym.Env:
         """A fresh environment; ``early_stop`` adds :class:`NoProgressStop`; ``full_length``
         switches off the task's own termination (Ant's unhealthy check), so every episode
-        lasts ``episode_steps`` (used to compare C and Python over whole episodes)."""
+        lasts ``episode_steps`` (used to compare C and Python over whole episodes).
+        ``render_mode`` (``rgb_array``/``human``) renders frames of ``width x height`` pixels
+        from a ``camera`` that follows the robot (``track``) or stays at the start (``fixed``);
+        MuJoCo tasks need an OpenGL backend for it (``MUJOCO_GL``)."""
         kwargs = {**self.kwargs, **(self.no_termination if full_length else {})}
+        if render_mode is not None:
+            if camera not in CAMERAS:
+                raise NchlError(f"camera must be one of {', '.join(CAMERAS)}, got {camera!r}")
+            view = {"camera": camera} if self.env_id == VSR_ID else CAMERAS[camera]
+            kwargs.update(render_mode=render_mode, width=width, height=height, **view)
         env = gym.make(self.env_id, max_episode_steps=self.episode_steps, **kwargs)
+        if self.obs_scale:
+            env = ScaleObservation(env, np.concatenate([np.full(n, f) for n, f in self.obs_scale]), self.obs_bound)
         return NoProgressStop(env) if early_stop else env
 
     @cached_property
@@ -81,6 +110,13 @@ class Task:
 
 
 VSR_ID = "nchl/VSRWalker-v0"
+# How the 3-D tasks are filmed (Gymnasium MuJoCo env arguments): the model's own "track" camera,
+# which follows the centre of mass, or a free camera that stays above the start
+CAMERAS = {
+    "track": {"camera_name": "track"},
+    "fixed": {"default_camera_config": {"lookat": np.array([3.0, 0.0, 0.0]), "distance": 9.0,
+                                        "elevation": -30.0, "azimuth": 120.0}},
+}
 
 # The authors' (PyBullet) Ant ends an episode only when the torso drops below 0.26 m: no upper
 # bound, no tilt limit. Gymnasium's Ant-v5 also ends it above 1.0 m, which a plastic controller
@@ -103,6 +139,9 @@ TASKS: dict[str, Task] = {t.name: t for t in (
     _ant("ant-contacts", contacts=True, strict=False),
     _ant("ant-v5-strict", contacts=False, strict=True),
     _ant("ant-contacts-v5-strict", contacts=True, strict=True),
+    Task("ant-scaled", "Ant-v5", "experimental: ant with PyBullet-like velocity scaling",
+         hidden=(128, 64), kwargs={"include_cfrc_ext_in_observation": False, **_ANT_PAPER},
+         no_termination=_ANT_OFF, obs_scale=((13, 1.0), (3, 0.3), (11, 0.1)), obs_bound=5.0),
     Task("vsr-high", VSR_ID, "4x3 VSR biped on flat ground, high sensing (all sensors, all voxels)",
          hidden=(32, 32), kwargs={"sensors": "high"}),
     Task("vsr-medium", VSR_ID, "4x3 VSR biped on flat ground, medium sensing",

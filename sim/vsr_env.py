@@ -16,6 +16,13 @@ voxel plus touch on the voxels of the grid's bottom row.
 Action: one value per voxel in [-1, 1] (rest-length change of its links).
 Reward: forward progress of the centre of mass per step, so the return is the
 distance travelled; ``info["x_position"]`` is the centre of mass x.
+
+Rendering (``render_mode="rgb_array"`` or ``"human"``): the walker is planar, so
+frames are drawn in 2-D with Pillow, no OpenGL needed: every voxel a filled
+quad on its four corner masses, coloured by its last actuation (blue = -1
+contracted, grey = 0, red = +1 expanded), the ground and its steps, and marks
+every 0.5 m so that motion shows when the camera follows the robot
+(``camera="track"``; ``"fixed"`` looks at the start).
 """
 
 from __future__ import annotations
@@ -60,13 +67,23 @@ def _areas(q: np.ndarray) -> np.ndarray:
 class VSRWalkerEnv(gym.Env):
     """Walk a voxel-based soft robot forward (+x) on MuJoCo."""
 
-    metadata = {"render_modes": []}
+    metadata = {"render_modes": ["rgb_array", "human"], "render_fps": 50}
 
     def __init__(self, body=BIPED, sensors: str = "high", terrain: str = "flat", terrain_seed: int = 0,
                  substeps: int = 10, reset_noise: float = 0.0, velocity_scale: float = 2.0,
-                 params: VSRParams = VSRParams()) -> None:
+                 params: VSRParams = VSRParams(), render_mode: str | None = None, width: int = 480,
+                 height: int = 270, camera: str = "track") -> None:
         if isinstance(substeps, bool) or not isinstance(substeps, int) or substeps < 1:
             raise NchlError(f"substeps must be an integer >= 1, got {substeps!r}")
+        if render_mode is not None and render_mode not in self.metadata["render_modes"]:
+            raise NchlError(f"render_mode must be one of {self.metadata['render_modes']} or None, got {render_mode!r}")
+        if camera not in ("track", "fixed"):
+            raise NchlError(f"camera must be 'track' or 'fixed', got {camera!r}")
+        for name, v in (("width", width), ("height", height)):
+            if isinstance(v, bool) or not isinstance(v, int) or not 16 <= v <= 4096:
+                raise NchlError(f"{name} must be an integer pixel count in [16, 4096], got {v!r}")
+        self.render_mode, self.width, self.height, self.camera = render_mode, width, height, camera
+        self._figure = None
         self.vsr = build_model(body, params, terrain, terrain_seed)
         self.mask = sensor_mask(sensors, self.vsr)
         self.model = self.vsr.model
@@ -81,6 +98,8 @@ class VSRWalkerEnv(gym.Env):
         self._rest_area = params.voxel_size ** 2
         self._area_scale = (1 + params.actuation) ** 2 - 1
         self._x = 0.0
+        self.metadata = {**self.metadata, "render_fps": round(1.0 / self.dt)}
+        self._actuation = np.zeros(n_vox)
 
     # -- state read-out -------------------------------------------------
     def positions(self) -> np.ndarray:
@@ -123,7 +142,10 @@ class VSRWalkerEnv(gym.Env):
             self.data.qvel[:] = self.np_random.uniform(-self.reset_noise, self.reset_noise, self.model.nv)
         mujoco.mj_forward(self.model, self.data)
         positions = self.positions()
-        self._x = float(positions[:, 0].mean())
+        self._x = self._x0 = float(positions[:, 0].mean())
+        self._actuation[:] = 0.0
+        if self.render_mode == "human":
+            self.render()
         return self._obs(positions), {"x_position": self._x}
 
     def step(self, action):
@@ -132,7 +154,8 @@ class VSRWalkerEnv(gym.Env):
             raise NchlError(f"action must have shape {self.action_space.shape}, got {a.shape}")
         if not np.isfinite(a).all():
             raise NchlError("action has non-finite values")
-        self.data.ctrl[:] = np.clip(a, -1.0, 1.0)[self.vsr.act_voxel]
+        self._actuation[:] = np.clip(a, -1.0, 1.0)
+        self.data.ctrl[:] = self._actuation[self.vsr.act_voxel]
         warnings_before = self.data.warning[mujoco.mjtWarning.mjWARN_BADQACC].number
         mujoco.mj_step(self.model, self.data, nstep=self.substeps)
         unstable = (self.data.warning[mujoco.mjtWarning.mjWARN_BADQACC].number != warnings_before
@@ -144,4 +167,71 @@ class VSRWalkerEnv(gym.Env):
         info = {"x_position": x}
         if unstable:
             info["unstable"] = True
+        if self.render_mode == "human":
+            self.render()
         return self._obs(positions), reward, bool(unstable), False, info
+
+    # -- rendering ----------------------------------------------------------
+    def render(self):
+        """The current frame as ``(height, width, 3)`` uint8 (``rgb_array``), or shown in a window (``human``)."""
+        if self.render_mode is None:
+            gym.logger.warn("render() called without a render_mode; pass render_mode='rgb_array' to the env")
+            return None
+        frame = self._draw()
+        if self.render_mode == "rgb_array":
+            return frame
+        import matplotlib.pyplot as plt
+
+        if self._figure is None:
+            plt.ion()
+            self._figure = plt.figure("VSR walker")
+            self._image = self._figure.gca().imshow(frame)
+            self._figure.gca().set_axis_off()
+        self._image.set_data(frame)
+        plt.pause(1.0 / self.metadata["render_fps"])
+        return None
+
+    def _ground(self) -> list[tuple[float, float, float]]:
+        """(x_left, x_right, top z) of every terrain box."""
+        m = self.model
+        boxes = (np.flatnonzero((self.vsr.mass_of_geom < 0) & (m.geom_type == mujoco.mjtGeom.mjGEOM_BOX)))
+        return [(m.geom_pos[g, 0] - m.geom_size[g, 0], m.geom_pos[g, 0] + m.geom_size[g, 0],
+                 m.geom_pos[g, 2] + m.geom_size[g, 2]) for g in boxes]
+
+    def _draw(self) -> np.ndarray:
+        from PIL import Image, ImageDraw
+
+        ss = 2  # supersampling, then a box-filter downscale: smooth edges at any size
+        w, h = self.width * ss, self.height * ss
+        pos = self.positions()
+        view = 2.5 if self.camera == "track" else 5.0            # metres across the frame
+        scale = w / view
+        cx = float(pos[:, 0].mean()) if self.camera == "track" else self._x0 + 0.4 * view
+        ground_px = 0.8 * h
+
+        def px(x: float, z: float) -> tuple[float, float]:
+            return (w / 2 + (x - cx) * scale, ground_px - z * scale)
+
+        img = Image.new("RGB", (w, h), (236, 242, 248))
+        d = ImageDraw.Draw(img)
+        d.rectangle([0, ground_px, w, h], fill=(120, 140, 110))
+        for x0, x1, top in self._ground():
+            if abs((x0 + x1) / 2 - cx) < view:
+                d.rectangle([*px(x0, top), *px(x1, 0.0)], fill=(105, 122, 96))
+        left = cx - view / 2
+        for k in range(int(np.floor(left / 0.5)), int(np.ceil((left + view) / 0.5)) + 1):
+            x, y = px(0.5 * k, 0.0)
+            d.line([x, y, x, y + (0.06 if k % 2 else 0.12) * h], fill=(60, 70, 55), width=ss)
+        for v, quad in enumerate(pos[self.vsr.corners]):
+            u = float(self._actuation[v])
+            base, tip = np.array([150, 150, 150]), np.array([215, 60, 50] if u > 0 else [50, 90, 215])
+            colour = tuple(int(c) for c in base + abs(u) * (tip - base))
+            d.polygon([px(x, z) for x, z in quad], fill=colour, outline=(30, 30, 30), width=ss)
+        return np.asarray(img.resize((self.width, self.height), Image.Resampling.BOX))
+
+    def close(self) -> None:
+        if self._figure is not None:
+            import matplotlib.pyplot as plt
+
+            plt.close(self._figure)
+            self._figure = None

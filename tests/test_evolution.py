@@ -246,6 +246,11 @@ def test_plot_groups_runs_by_rule(tmp_path):
     r = nchl_cmd("plot", str(a), str(b), "-o", "f.png", cwd=tmp_path)
     assert r.returncode == 0, r.stderr
     assert "vsr-low: nchl" in r.stdout and "2 runs" in r.stdout
+    from nchl.plots import plot_runs
+
+    summary = plot_runs([str(a), str(b)], str(tmp_path / "g.png"))
+    finals = [json.loads((d / "log.jsonl").read_text().splitlines()[-1])["best_validation"] for d in (a, b)]
+    assert summary["vsr-low: nchl"]["final_validation"] == finals
     assert (tmp_path / "f.png").read_bytes()[:4] == b"\x89PNG"
 
 
