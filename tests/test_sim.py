@@ -88,8 +88,8 @@ def test_any_connected_grid_builds():
 
 
 @pytest.mark.parametrize("name, obs, act", [
-    ("ant", 27, 8), ("ant-contacts", 105, 8), ("vsr-high", 50, 10), ("vsr-medium", 28, 10),
-    ("vsr-low", 12, 10), ("vsr-high-uneven", 50, 10)])
+    ("ant", 27, 8), ("ant-contacts", 105, 8), ("ant-v5-strict", 27, 8), ("ant-contacts-v5-strict", 105, 8),
+    ("vsr-high", 50, 10), ("vsr-medium", 28, 10), ("vsr-low", 12, 10), ("vsr-high-uneven", 50, 10)])
 def test_registry_sizes(name, obs, act):
     assert get_task(name).sizes == (obs, act)
 
@@ -203,3 +203,36 @@ def test_no_progress_rule(xs, expect_stop_at):
         assert t == 1000 and "no_progress" not in info
     else:
         assert (t, info.get("no_progress")) == (expect_stop_at, True)
+
+
+def _ant_at_height(name, z):
+    """Place the task's Ant torso at height ``z``: would its health check end the episode?"""
+    env = get_task(name).make_env()
+    env.reset(seed=0)
+    ant = env.unwrapped
+    qpos = ant.data.qpos.copy()
+    qpos[2] = z
+    ant.set_state(qpos, ant.data.qvel.copy())
+    return not ant.is_healthy
+
+
+@pytest.mark.parametrize("name", ["ant", "ant-contacts"])
+def test_ant_ends_only_when_the_torso_falls(name):
+    """The authors' semantics: no upper bound on the torso height, a floor at 0.26 m."""
+    assert not _ant_at_height(name, 1.6)   # Gymnasium's default check would end this
+    assert not _ant_at_height(name, 0.6)
+    assert _ant_at_height(name, 0.25)      # the 0.25 m torso sphere lies on the ground
+    assert not _ant_at_height(name + "-v5-strict" if name == "ant" else "ant-contacts-v5-strict", 0.6)
+    assert _ant_at_height("ant-v5-strict" if name == "ant" else "ant-contacts-v5-strict", 1.6)
+
+
+def test_random_nchl_genomes_are_not_cut_short_on_ant():
+    """Random plastic controllers bounce above 1 m within a few dozen steps; that no longer ends them."""
+    task, strict = get_task("ant"), get_task("ant-v5-strict")
+    spec = Spec("nchl", task.topology())
+    envs = task.make_env(early_stop=True), strict.make_env(early_stop=True)
+    steps = np.zeros((2, 4))
+    for k in range(4):
+        c = make_controller(spec, np.random.default_rng([7, k]).uniform(-1, 1, spec.genome_length))
+        steps[:, k] = [rollout(env, c, seed=k).steps for env in envs]
+    assert steps[0].mean() > 2 * steps[1].mean() and steps[0].mean() > 60
