@@ -299,19 +299,33 @@ class Run:
         return cfg.validation_episodes > 0 and (generation % cfg.validation_every == 0
                                                 or generation == cfg.generations)
 
-    def _validate(self, pool, genomes: list[np.ndarray]) -> list[np.ndarray | None]:
-        """Per-episode validation fitness of each genome (None where an episode failed).
+    def _validate_best(self, pool, candidates: np.ndarray, fitness: np.ndarray,
+                       center: np.ndarray) -> tuple[dict, tuple[np.ndarray, float] | None]:
+        """Run the generation's best candidates and the optimizer mean on the validation episodes.
 
-        One job per (genome, episode) so that a few genomes still spread over all workers;
-        validation episodes run to full length, like ``nchl evaluate``."""
-        cfg, seeds = self.config, self.validation_seeds
-        jobs = [(cfg.task, self.spec, x, [s], False, cfg.backend) for x in genomes for s in seeds]
-        outcomes = pool.map(jobs)
-        out = []
-        for i in range(len(genomes)):
-            mine = outcomes[i * len(seeds):(i + 1) * len(seeds)]
-            out.append(np.array([o.value["fitness"] for o in mine]) if all(o.ok for o in mine) else None)
-        return out
+        Returns the log fields of the best of them and, if it beats the best validation so far,
+        ``(genome, validation mean)``. One job per (genome, episode) so that a few genomes still
+        spread over all workers; validation episodes run to full length, like ``nchl evaluate``;
+        a genome with a failed episode is not eligible."""
+        cfg, seeds, st = self.config, self.validation_seeds, self.state
+        top = [int(k) for k in np.argsort(-fitness, kind="stable")[:cfg.validation_top] if np.isfinite(fitness[k])]
+        genomes = [candidates[k] for k in top] + [np.asarray(center, dtype=float)]
+        names = [f"rank {r + 1}" for r in range(len(top))] + ["mean"]
+        outcomes = pool.map([(cfg.task, self.spec, x, [s], False, cfg.backend) for x in genomes for s in seeds])
+        scores = {}
+        for k in range(len(genomes)):
+            mine = outcomes[k * len(seeds):(k + 1) * len(seeds)]
+            if all(o.ok for o in mine):
+                scores[k] = np.array([o.value["fitness"] for o in mine])
+        if not scores:
+            return {"validation_mean": None, "validation_std": None, "validation_of": None}, None
+        j = max(scores, key=lambda k: (scores[k].mean(), -k))
+        fields = {"validation_mean": float(scores[j].mean()), "validation_std": float(scores[j].std()),
+                  "validation_of": names[j]}
+        if fields["validation_mean"] <= st["best_validation"]:
+            return fields, None
+        st["best_validation"] = fields["validation_mean"]
+        return fields, (genomes[j], fields["validation_mean"])
 
     def _truncate_log(self, generations: int) -> None:
         """Drop log lines written after the checkpoint (a crash between the two writes)."""
@@ -348,28 +362,18 @@ class Run:
                 scored = np.where(ok, fitness, np.nanmin(fitness) - 1.0)  # failures rank below everything
                 opt.tell(candidates, scored)
                 steps = sum(o.value["steps"] for o in outcomes if o.ok)
-                elapsed = time.perf_counter() - t0
+                training_time = time.perf_counter() - t0
                 i = int(np.nanargmax(fitness))
                 champion = None
                 if fitness[i] > st["best_fitness"]:
                     st["best_fitness"] = float(fitness[i])
                     champion = None if cfg.validation_episodes else (candidates[i], st["best_fitness"])
-                validation: dict[str, Any] = {"validation_mean": None, "validation_std": None,
-                                              "validation_of": None}
+                validation = {"validation_mean": None, "validation_std": None, "validation_of": None}
                 if self._validates(g + 1):
-                    top = [int(k) for k in np.argsort(-np.where(ok, fitness, -np.inf), kind="stable")
-                           [:min(cfg.validation_top, int(ok.sum()))]]
-                    genomes = [candidates[k] for k in top] + [np.asarray(opt.center, dtype=float)]
-                    names = [f"rank {r + 1}" for r in range(len(top))] + ["mean"]
-                    scores = self._validate(pool, genomes)
-                    valid = [k for k, v in enumerate(scores) if v is not None]
-                    if valid:
-                        j = max(valid, key=lambda k: (scores[k].mean(), -k))
-                        validation = {"validation_mean": float(scores[j].mean()),
-                                      "validation_std": float(scores[j].std()), "validation_of": names[j]}
-                        if validation["validation_mean"] > st["best_validation"]:
-                            st["best_validation"] = validation["validation_mean"]
-                            champion = (genomes[j], st["best_validation"])
+                    validation, better = self._validate_best(pool, candidates, np.where(ok, fitness, -np.inf),
+                                                             opt.center)
+                    champion = better or champion
+                elapsed = time.perf_counter() - t0
                 st["generation"] = g + 1
                 st["evaluations"] += len(candidates) * cfg.episodes
                 st["env_steps"] += steps
@@ -382,7 +386,7 @@ class Run:
                          "std": float(good.std()), "best_ever": st["best_fitness"], **validation,
                          "best_validation": st["best_validation"] if cfg.validation_episodes else None,
                          "sigma": opt.sigma, "evaluations": st["evaluations"], "env_steps": st["env_steps"],
-                         "failures": int((~ok).sum()), "env_steps_per_s": steps / elapsed,
+                         "failures": int((~ok).sum()), "env_steps_per_s": steps / training_time,
                          "wall_time": st["wall_time"]}
                 with open(self.out / "log.jsonl", "a") as f:
                     f.write(json.dumps(entry) + "\n")
