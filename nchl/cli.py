@@ -51,10 +51,10 @@ def cmd_tasks(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps(rows, indent=2))
     else:
-        print(f"{'task':<17}{'obs':>5}{'act':>5}  {'default layers':<17}{'steps':>6}  description")
+        print(f"{'task':<24}{'obs':>5}{'act':>5}  {'default layers':<17}{'steps':>6}  description")
         for r in rows:
             layers = ",".join(map(str, r["layers"]))
-            print(f"{r['name']:<17}{r['obs']:>5}{r['act']:>5}  {layers:<17}{r['episode_steps']:>6}  {r['description']}")
+            print(f"{r['name']:<24}{r['obs']:>5}{r['act']:>5}  {layers:<17}{r['episode_steps']:>6}  {r['description']}")
     return 0
 
 

@@ -50,7 +50,8 @@ class NoProgressStop(gym.Wrapper):
 
 
 class ScaleObservation(gym.ObservationWrapper):
-    """Multiply the observation by a fixed per-entry scale, then clip it to ``[-bound, bound]``."""
+    """Multiply the observation by a fixed per-entry scale, then clip it to ``[-bound, bound]``
+    (the scaled task's observation space says so)."""
 
     def __init__(self, env: gym.Env, scale: np.ndarray, bound: float) -> None:
         super().__init__(env)
@@ -118,20 +119,33 @@ CAMERAS = {
                                         "elevation": -30.0, "azimuth": 120.0}},
 }
 
-# The authors' (PyBullet) Ant ends an episode only when the torso drops below 0.26 m: no upper
-# bound, no tilt limit. Gymnasium's Ant-v5 also ends it above 1.0 m, which a plastic controller
-# starting from zero weights reaches within ~20 steps; the *-v5-strict tasks keep that check.
+# The authors' task is PyBullet's Ant, and two of its semantics matter for plastic controllers:
+# * it ends an episode only when the torso drops below 0.26 m (the torso is a 0.25 m sphere: it lies
+#   on the ground), with no upper bound and no tilt limit; Gymnasium's Ant-v5 also ends it above
+#   1.0 m, which a plastic controller starting from zero weights reaches within ~20 steps;
+# * its observations are scaled to O(1) and clipped to [-5, 5] (torso velocity x0.3, joint speeds
+#   x0.1); Ant-v5's are raw, with joint speeds up to ~16 rad/s that blow up the Hebbian products.
+# The *-v5-strict tasks are Gymnasium's Ant-v5 unchanged, for comparison.
 ANT_FALL_Z = 0.26
+ANT_OBS_BOUND = 5.0
 _ANT_PAPER = {"healthy_z_range": (ANT_FALL_Z, float("inf"))}
 _ANT_OFF = {"terminate_when_unhealthy": False}
+# Ant-v5 observation: qpos[2:] (torso z, orientation quaternion, 8 joint angles: 13 values), torso
+# linear (3) and angular (3) velocity, 8 joint speeds, then 78 contact forces (already in [-1, 1])
+_ANT_SCALE = ((13, 1.0), (3, 0.3), (3, 0.1), (8, 0.1))
 
 
 def _ant(name: str, contacts: bool, strict: bool) -> Task:
     obs = "with" if contacts else "without"
-    ends = "Gymnasium's default health check (torso z in [0.2, 1.0])" if strict else f"ends when torso z < {ANT_FALL_Z} m"
-    return Task(name, "Ant-v5", f"MuJoCo Ant (Gymnasium Ant-v5), observation {obs} contact forces; {ends}",
+    if strict:
+        what = "Gymnasium's Ant-v5 unchanged: raw observations, torso z must stay in [0.2, 1.0]"
+    else:
+        what = f"observations scaled as in PyBullet's Ant and clipped to +-{ANT_OBS_BOUND:g}, ends when torso z < {ANT_FALL_Z} m"
+    return Task(name, "Ant-v5", f"MuJoCo Ant, observation {obs} contact forces; {what}",
                 hidden=(128, 64), kwargs={"include_cfrc_ext_in_observation": contacts, **({} if strict else _ANT_PAPER)},
-                no_termination=_ANT_OFF)
+                no_termination=_ANT_OFF,
+                obs_scale=() if strict else _ANT_SCALE + (((78, 1.0),) if contacts else ()),
+                obs_bound=float("inf") if strict else ANT_OBS_BOUND)
 
 
 TASKS: dict[str, Task] = {t.name: t for t in (
@@ -139,9 +153,6 @@ TASKS: dict[str, Task] = {t.name: t for t in (
     _ant("ant-contacts", contacts=True, strict=False),
     _ant("ant-v5-strict", contacts=False, strict=True),
     _ant("ant-contacts-v5-strict", contacts=True, strict=True),
-    Task("ant-scaled", "Ant-v5", "experimental: ant with PyBullet-like velocity scaling",
-         hidden=(128, 64), kwargs={"include_cfrc_ext_in_observation": False, **_ANT_PAPER},
-         no_termination=_ANT_OFF, obs_scale=((13, 1.0), (3, 0.3), (11, 0.1)), obs_bound=5.0),
     Task("vsr-high", VSR_ID, "4x3 VSR biped on flat ground, high sensing (all sensors, all voxels)",
          hidden=(32, 32), kwargs={"sensors": "high"}),
     Task("vsr-medium", VSR_ID, "4x3 VSR biped on flat ground, medium sensing",
