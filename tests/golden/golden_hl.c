@@ -94,18 +94,14 @@ int golden_hl_step(golden_hl_state_t *state, const float obs[GOLDEN_HL_N_IN], fl
     /* layer 0: 3 -> 2 */
     {
         float *w = state->w + 0;
+        /* forward: each output summed in a register over i in index order */
         for (j = 0; j < 2; ++j) {
-            y[j] = 0.0f;
-        }
-        for (i = 0; i < 3; ++i) {
-            const float xi = x[i];
-            const float *row = w + i * 2;
-            for (j = 0; j < 2; ++j) {
-                y[j] += row[j] * xi;
+            const float *col = w + j;
+            float z = 0.0f;
+            for (i = 0; i < 3; ++i, col += 2) {
+                z += *col * x[i];
             }
-        }
-        for (j = 0; j < 2; ++j) {
-            y[j] = golden_hl_tanh(y[j]);
+            y[j] = golden_hl_tanh(z);
         }
         for (i = 0; i < 3; ++i) {
             for (j = 0; j < 2; ++j) {
@@ -121,18 +117,14 @@ int golden_hl_step(golden_hl_state_t *state, const float obs[GOLDEN_HL_N_IN], fl
     /* layer 1: 2 -> 1 */
     {
         float *w = state->w + 6;
+        /* forward: each output summed in a register over i in index order */
         for (j = 0; j < 1; ++j) {
-            y[j] = 0.0f;
-        }
-        for (i = 0; i < 2; ++i) {
-            const float xi = x[i];
-            const float *row = w + i * 1;
-            for (j = 0; j < 1; ++j) {
-                y[j] += row[j] * xi;
+            const float *col = w + j;
+            float z = 0.0f;
+            for (i = 0; i < 2; ++i, col += 1) {
+                z += *col * x[i];
             }
-        }
-        for (j = 0; j < 1; ++j) {
-            y[j] = golden_hl_tanh(y[j]);
+            y[j] = golden_hl_tanh(z);
         }
         for (i = 0; i < 2; ++i) {
             for (j = 0; j < 1; ++j) {

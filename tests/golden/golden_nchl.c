@@ -72,30 +72,35 @@ int golden_nchl_step(golden_nchl_state_t *state, const float obs[GOLDEN_NCHL_N_I
     /* layer 0: 3 -> 2 */
     {
         float *w = state->w + 0;
+        /* forward: each output summed in a register over i in index order */
         for (j = 0; j < 2; ++j) {
-            y[j] = 0.0f;
-        }
-        for (i = 0; i < 3; ++i) {
-            const float xi = x[i];
-            const float *row = w + i * 2;
-            for (j = 0; j < 2; ++j) {
-                y[j] += row[j] * xi;
+            const float *col = w + j;
+            float z = 0.0f;
+            for (i = 0; i < 3; ++i, col += 2) {
+                z += *col * x[i];
             }
+            y[j] = golden_nchl_tanh(z);
         }
-        for (j = 0; j < 2; ++j) {
-            y[j] = golden_nchl_tanh(y[j]);
-        }
-        for (i = 0; i < 3; ++i) {
-            const float eta_i = GOLDEN_NCHL_ETA[0 + i];
-            const float a_i = GOLDEN_NCHL_A[0 + i] * x[i];
-            const float c_i = GOLDEN_NCHL_C[0 + i] * x[i];
-            const float d_i = GOLDEN_NCHL_D[0 + i];
+        /* update: the per-output terms once per layer (B_j y_j, C_j y_j interleaved), then row by row */
+        {
+            float post[2][2]; /* B_j y_j, C_j y_j */
+            const float *eta_post = GOLDEN_NCHL_ETA + 3;
+            const float *d_post = GOLDEN_NCHL_D + 3;
             for (j = 0; j < 2; ++j) {
-                const float b_j = GOLDEN_NCHL_B[0 + j] * y[j];
-                const float c_j = GOLDEN_NCHL_C[3 + j] * y[j];
-                const float eta_ij = (eta_i + GOLDEN_NCHL_ETA[3 + j]) * 0.5f;
-                const float dw = (((a_i + b_j) + c_i * c_j) + d_i * GOLDEN_NCHL_D[3 + j]) * eta_ij;
-                w[i * 2 + j] = w[i * 2 + j] + dw;
+                post[j][0] = GOLDEN_NCHL_B[0 + j] * y[j];
+                post[j][1] = GOLDEN_NCHL_C[3 + j] * y[j];
+            }
+            for (i = 0; i < 3; ++i) {
+                const float eta_i = GOLDEN_NCHL_ETA[0 + i];
+                const float a_i = GOLDEN_NCHL_A[0 + i] * x[i];
+                const float c_i = GOLDEN_NCHL_C[0 + i] * x[i];
+                const float d_i = GOLDEN_NCHL_D[0 + i];
+                const float *q = post[0];
+                float *wr = w + i * 2;
+                for (j = 0; j < 2; ++j, q += 2) {
+                    const float dw = (((a_i + q[0]) + c_i * q[1]) + d_i * d_post[j]) * ((eta_i + eta_post[j]) * 0.5f);
+                    wr[j] = wr[j] + dw;
+                }
             }
         }
         x = y;
@@ -105,30 +110,35 @@ int golden_nchl_step(golden_nchl_state_t *state, const float obs[GOLDEN_NCHL_N_I
     /* layer 1: 2 -> 1 */
     {
         float *w = state->w + 6;
+        /* forward: each output summed in a register over i in index order */
         for (j = 0; j < 1; ++j) {
-            y[j] = 0.0f;
-        }
-        for (i = 0; i < 2; ++i) {
-            const float xi = x[i];
-            const float *row = w + i * 1;
-            for (j = 0; j < 1; ++j) {
-                y[j] += row[j] * xi;
+            const float *col = w + j;
+            float z = 0.0f;
+            for (i = 0; i < 2; ++i, col += 1) {
+                z += *col * x[i];
             }
+            y[j] = golden_nchl_tanh(z);
         }
-        for (j = 0; j < 1; ++j) {
-            y[j] = golden_nchl_tanh(y[j]);
-        }
-        for (i = 0; i < 2; ++i) {
-            const float eta_i = GOLDEN_NCHL_ETA[3 + i];
-            const float a_i = GOLDEN_NCHL_A[3 + i] * x[i];
-            const float c_i = GOLDEN_NCHL_C[3 + i] * x[i];
-            const float d_i = GOLDEN_NCHL_D[3 + i];
+        /* update: the per-output terms once per layer (B_j y_j, C_j y_j interleaved), then row by row */
+        {
+            float post[1][2]; /* B_j y_j, C_j y_j */
+            const float *eta_post = GOLDEN_NCHL_ETA + 5;
+            const float *d_post = GOLDEN_NCHL_D + 5;
             for (j = 0; j < 1; ++j) {
-                const float b_j = GOLDEN_NCHL_B[2 + j] * y[j];
-                const float c_j = GOLDEN_NCHL_C[5 + j] * y[j];
-                const float eta_ij = (eta_i + GOLDEN_NCHL_ETA[5 + j]) * 0.5f;
-                const float dw = (((a_i + b_j) + c_i * c_j) + d_i * GOLDEN_NCHL_D[5 + j]) * eta_ij;
-                w[i * 1 + j] = w[i * 1 + j] + dw;
+                post[j][0] = GOLDEN_NCHL_B[2 + j] * y[j];
+                post[j][1] = GOLDEN_NCHL_C[5 + j] * y[j];
+            }
+            for (i = 0; i < 2; ++i) {
+                const float eta_i = GOLDEN_NCHL_ETA[3 + i];
+                const float a_i = GOLDEN_NCHL_A[3 + i] * x[i];
+                const float c_i = GOLDEN_NCHL_C[3 + i] * x[i];
+                const float d_i = GOLDEN_NCHL_D[3 + i];
+                const float *q = post[0];
+                float *wr = w + i * 1;
+                for (j = 0; j < 1; ++j, q += 2) {
+                    const float dw = (((a_i + q[0]) + c_i * q[1]) + d_i * d_post[j]) * ((eta_i + eta_post[j]) * 0.5f);
+                    wr[j] = wr[j] + dw;
+                }
             }
         }
         x = y;

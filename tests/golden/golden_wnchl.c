@@ -87,38 +87,61 @@ int golden_wnchl_step(golden_wnchl_state_t *state, const float obs[GOLDEN_WNCHL_
         const float *c_post = GOLDEN_WNCHL_C + 3;
         const float *d_post = GOLDEN_WNCHL_D + 3;
         float s_eta = 0.0f, s_1 = 0.0f, d_eta = 0.0f, d_1 = 0.0f, sum_alpha = 0.0f, sum_beta = 0.0f;
+        float gam[GOLDEN_WNCHL_WINDOW] = {0.0f}, del[GOLDEN_WNCHL_WINDOW] = {0.0f}; /* per past step: gamma_k, delta_k */
+        float tx[3][4]; /* eta_i A_i x_i, A_i x_i, eta_i C_i x_i, C_i x_i: the same for every past step */
         for (i = 0; i < 3; ++i) {
+            const float ax = a_pre[i] * x[i];
+            const float cx = c_pre[i] * x[i];
             s_eta += eta_pre[i] * x[i];
             s_1 += x[i];
             d_eta += (eta_pre[i] * d_pre[i]) * x[i];
             d_1 += d_pre[i] * x[i];
+            tx[i][0] = eta_pre[i] * ax;
+            tx[i][1] = ax;
+            tx[i][2] = eta_pre[i] * cx;
+            tx[i][3] = cx;
         }
-        for (j = 0; j < 2; ++j) {
-            y[j] = 0.0f;
-        }
-        /* low rank: per past step k, four dot products with the current input, then one pass over the outputs */
-        for (k = 0; k < count; ++k) {
-            const float *xk = state->acts[k] + 0;
-            const float *yk = state->acts[k] + 3;
-            float alpha = 0.0f, beta = 0.0f, gamma = 0.0f, delta = 0.0f;
-            for (i = 0; i < 3; ++i) {
-                const float ax = a_pre[i] * x[i];
-                const float cx = c_pre[i] * x[i];
-                alpha += xk[i] * (eta_pre[i] * ax);
-                beta += xk[i] * ax;
-                gamma += xk[i] * (eta_pre[i] * cx);
-                delta += xk[i] * cx;
+        /* low rank: per past step k, four dot products of its input with the current one;
+         * two past steps per pass share the loads of the input terms */
+        for (k = 0; k < count; k += 2) {
+            const float *xa = state->acts[k] + 0;
+            const float *xb = state->acts[k + 1 < count ? k + 1 : k] + 0;
+            const float *t = tx[0];
+            float alpha0 = 0.0f, beta0 = 0.0f, gamma0 = 0.0f, delta0 = 0.0f;
+            float alpha1 = 0.0f, beta1 = 0.0f, gamma1 = 0.0f, delta1 = 0.0f;
+            for (i = 0; i < 3; ++i, t += 4) {
+                const float va = xa[i], vb = xb[i];
+                const float t0 = t[0], t1 = t[1], t2 = t[2], t3 = t[3];
+                alpha0 += va * t0;
+                beta0 += va * t1;
+                gamma0 += va * t2;
+                delta0 += va * t3;
+                alpha1 += vb * t0;
+                beta1 += vb * t1;
+                gamma1 += vb * t2;
+                delta1 += vb * t3;
             }
-            sum_alpha += alpha;
-            sum_beta += beta;
-            for (j = 0; j < 2; ++j) {
-                y[j] += yk[j] * (b_post[j] * (s_eta + eta_post[j] * s_1) + c_post[j] * (gamma + eta_post[j] * delta));
+            sum_alpha += alpha0;
+            sum_beta += beta0;
+            gam[k] = gamma0;
+            del[k] = delta0;
+            if (k + 1 < count) {
+                sum_alpha += alpha1;
+                sum_beta += beta1;
+                gam[k + 1] = gamma1;
+                del[k + 1] = delta1;
             }
         }
+        /* then every output sums its window terms in a register, past steps in order */
         for (j = 0; j < 2; ++j) {
-            const float z = (((sum_alpha + eta_post[j] * sum_beta) + y[j])
-                             + (kf * d_post[j]) * (d_eta + eta_post[j] * d_1)) * 0.5f;
-            y[j] = golden_wnchl_tanh(z);
+            const float e_j = eta_post[j], c_j = c_post[j];
+            const float bs = b_post[j] * (s_eta + e_j * s_1);
+            float acc = 0.0f;
+            for (k = 0; k < count; ++k) {
+                acc += state->acts[k][3 + j] * (bs + c_j * (gam[k] + e_j * del[k]));
+            }
+            y[j] = golden_wnchl_tanh((((sum_alpha + e_j * sum_beta) + acc)
+                                      + (kf * d_post[j]) * (d_eta + e_j * d_1)) * 0.5f);
         }
         /* no window sum needs this layer's old input any more: store the current one in the ring */
         for (i = 0; i < 3; ++i) {
@@ -139,38 +162,61 @@ int golden_wnchl_step(golden_wnchl_state_t *state, const float obs[GOLDEN_WNCHL_
         const float *c_post = GOLDEN_WNCHL_C + 5;
         const float *d_post = GOLDEN_WNCHL_D + 5;
         float s_eta = 0.0f, s_1 = 0.0f, d_eta = 0.0f, d_1 = 0.0f, sum_alpha = 0.0f, sum_beta = 0.0f;
+        float gam[GOLDEN_WNCHL_WINDOW] = {0.0f}, del[GOLDEN_WNCHL_WINDOW] = {0.0f}; /* per past step: gamma_k, delta_k */
+        float tx[2][4]; /* eta_i A_i x_i, A_i x_i, eta_i C_i x_i, C_i x_i: the same for every past step */
         for (i = 0; i < 2; ++i) {
+            const float ax = a_pre[i] * x[i];
+            const float cx = c_pre[i] * x[i];
             s_eta += eta_pre[i] * x[i];
             s_1 += x[i];
             d_eta += (eta_pre[i] * d_pre[i]) * x[i];
             d_1 += d_pre[i] * x[i];
+            tx[i][0] = eta_pre[i] * ax;
+            tx[i][1] = ax;
+            tx[i][2] = eta_pre[i] * cx;
+            tx[i][3] = cx;
         }
-        for (j = 0; j < 1; ++j) {
-            y[j] = 0.0f;
-        }
-        /* low rank: per past step k, four dot products with the current input, then one pass over the outputs */
-        for (k = 0; k < count; ++k) {
-            const float *xk = state->acts[k] + 3;
-            const float *yk = state->acts[k] + 5;
-            float alpha = 0.0f, beta = 0.0f, gamma = 0.0f, delta = 0.0f;
-            for (i = 0; i < 2; ++i) {
-                const float ax = a_pre[i] * x[i];
-                const float cx = c_pre[i] * x[i];
-                alpha += xk[i] * (eta_pre[i] * ax);
-                beta += xk[i] * ax;
-                gamma += xk[i] * (eta_pre[i] * cx);
-                delta += xk[i] * cx;
+        /* low rank: per past step k, four dot products of its input with the current one;
+         * two past steps per pass share the loads of the input terms */
+        for (k = 0; k < count; k += 2) {
+            const float *xa = state->acts[k] + 3;
+            const float *xb = state->acts[k + 1 < count ? k + 1 : k] + 3;
+            const float *t = tx[0];
+            float alpha0 = 0.0f, beta0 = 0.0f, gamma0 = 0.0f, delta0 = 0.0f;
+            float alpha1 = 0.0f, beta1 = 0.0f, gamma1 = 0.0f, delta1 = 0.0f;
+            for (i = 0; i < 2; ++i, t += 4) {
+                const float va = xa[i], vb = xb[i];
+                const float t0 = t[0], t1 = t[1], t2 = t[2], t3 = t[3];
+                alpha0 += va * t0;
+                beta0 += va * t1;
+                gamma0 += va * t2;
+                delta0 += va * t3;
+                alpha1 += vb * t0;
+                beta1 += vb * t1;
+                gamma1 += vb * t2;
+                delta1 += vb * t3;
             }
-            sum_alpha += alpha;
-            sum_beta += beta;
-            for (j = 0; j < 1; ++j) {
-                y[j] += yk[j] * (b_post[j] * (s_eta + eta_post[j] * s_1) + c_post[j] * (gamma + eta_post[j] * delta));
+            sum_alpha += alpha0;
+            sum_beta += beta0;
+            gam[k] = gamma0;
+            del[k] = delta0;
+            if (k + 1 < count) {
+                sum_alpha += alpha1;
+                sum_beta += beta1;
+                gam[k + 1] = gamma1;
+                del[k + 1] = delta1;
             }
         }
+        /* then every output sums its window terms in a register, past steps in order */
         for (j = 0; j < 1; ++j) {
-            const float z = (((sum_alpha + eta_post[j] * sum_beta) + y[j])
-                             + (kf * d_post[j]) * (d_eta + eta_post[j] * d_1)) * 0.5f;
-            y[j] = golden_wnchl_tanh(z);
+            const float e_j = eta_post[j], c_j = c_post[j];
+            const float bs = b_post[j] * (s_eta + e_j * s_1);
+            float acc = 0.0f;
+            for (k = 0; k < count; ++k) {
+                acc += state->acts[k][5 + j] * (bs + c_j * (gam[k] + e_j * del[k]));
+            }
+            y[j] = golden_wnchl_tanh((((sum_alpha + e_j * sum_beta) + acc)
+                                      + (kf * d_post[j]) * (d_eta + e_j * d_1)) * 0.5f);
         }
         /* no window sum needs this layer's old input any more: store the current one in the ring */
         for (i = 0; i < 2; ++i) {
