@@ -41,6 +41,7 @@ QEMU = "qemu-system-arm"
 TARGETS = {
     "cortex-m4f": ("-mcpu=cortex-m4", "-mthumb", "-mfloat-abi=hard", "-mfpu=fpv4-sp-d16"),
     "cortex-m0": ("-mcpu=cortex-m0", "-mthumb", "-mfloat-abi=soft"),
+    "cortex-m3": ("-mcpu=cortex-m3", "-mthumb", "-mfloat-abi=soft"),
     "cortex-m33": ("-mcpu=cortex-m33", "-mthumb", "-mfloat-abi=hard", "-mfpu=fpv5-sp-d16"),
 }
 FLAGS = ("-std=c99", "-O2", "-ffp-contract=off", "-ffunction-sections", "-fdata-sections", "-Wall", "-Wextra",
@@ -58,8 +59,14 @@ class Board:
     cpu_hz: int
 
 
-# QEMU's mps2-an386: Cortex-M4 (with FPU), code in ZBT SSRAM1, data in ZBT SSRAM2/3, 25 MHz system clock
-BOARDS = {"mps2-an386": Board("cortex-m4f", "0x00000000", "4M", "0x20000000", "4M", 25_000_000)}
+# QEMU's MPS2 boards: code in ZBT SSRAM1, data in ZBT SSRAM2/3. an386: Cortex-M4 with FPU;
+# an385: Cortex-M3, no FPU (soft float); both clock SysTick at 25 MHz. an505 (MPS2+ TrustZone):
+# Cortex-M33 with FPU at 20 MHz, booting in the secure state, so code and data sit at the secure aliases.
+BOARDS = {
+    "mps2-an386": Board("cortex-m4f", "0x00000000", "4M", "0x20000000", "4M", 25_000_000),
+    "mps2-an385": Board("cortex-m3", "0x00000000", "4M", "0x20000000", "4M", 25_000_000),
+    "mps2-an505": Board("cortex-m33", "0x10000000", "4M", "0x38000000", "2M", 20_000_000),
+}
 ICOUNT_SHIFT = 6  # 64 ns of virtual time per instruction
 
 
@@ -162,8 +169,13 @@ def size_firmware(spec: Spec, genome: np.ndarray, prefix: str, target: str) -> d
 
 
 def emulate(spec: Spec, genome: np.ndarray, obs: np.ndarray, seed: int, board_name: str = "mps2-an386",
-            prefix: str = "nchl_ctrl", timeout: float = 600.0) -> dict:
-    """Replay ``obs`` through the controller on an emulated board; compare with the Python reference."""
+            prefix: str = "nchl_ctrl", timeout: float = 600.0, clock_mhz: float = 100.0) -> dict:
+    """Replay ``obs`` through the controller on an emulated board; compare with the Python reference.
+
+    Time per step is an estimate at ``clock_mhz``: instructions / clock, i.e. one instruction per
+    cycle; QEMU counts instructions, it does not model cycles (loads, divisions, wait states)."""
+    if not (isinstance(clock_mhz, (int, float)) and clock_mhz > 0):
+        raise NchlError(f"clock_mhz must be a number > 0, got {clock_mhz!r}")
     from nchl.controllers import make_controller
 
     from .verify import ulp_distance
@@ -211,6 +223,9 @@ def emulate(spec: Spec, genome: np.ndarray, obs: np.ndarray, seed: int, board_na
         "instructions_per_step_max": float(instructions.max()),
         "floor_macs_per_step": floor,
         "instructions_per_mac": float(statistics.median(instructions)) / floor,
+        "clock_mhz": float(clock_mhz),
+        "estimated_us_per_step": float(statistics.median(instructions)) / clock_mhz,
+        "estimate": "instructions / clock (one instruction per cycle); QEMU does not model cycles",
         "measurement": f"SysTick at {board.cpu_hz} Hz under qemu -icount shift={ICOUNT_SHIFT} "
                        f"({2**ICOUNT_SHIFT} ns per instruction); includes call overhead",
     }

@@ -314,7 +314,7 @@ def cmd_emulate(args: argparse.Namespace) -> int:
     else:
         obs = rollout(task.make_env(full_length=True), genome.controller(spec=spec), args.seed, record=True).obs
     obs = obs[:args.steps]
-    r = emulate(spec, genome.values, obs, args.seed, args.board, timeout=args.timeout)
+    r = emulate(spec, genome.values, obs, args.seed, args.board, timeout=args.timeout, clock_mhz=args.clock_mhz)
     r.update({"task": task.name, "genome": str(args.genome)})
     if args.json:
         print(json.dumps(r, indent=2))
@@ -324,7 +324,9 @@ def cmd_emulate(args: argparse.Namespace) -> int:
         print(f"max abs action error {r['max_abs_error']:.3g}, max ULP {r['max_ulp_error']}")
         print(f"instructions per step: median {r['instructions_per_step_median']:.0f}, max "
               f"{r['instructions_per_step_max']:.0f}; floor {r['floor_macs_per_step']} multiply-adds "
-              f"({r['instructions_per_mac']:.1f} instructions per multiply-add)")
+              f"({r['instructions_per_mac']:.2f} instructions per multiply-add)")
+        print(f"estimated {r['estimated_us_per_step']:.0f} us per step at {r['clock_mhz']:g} MHz "
+              f"(instructions / clock; QEMU does not model cycles)")
     return 0 if r["max_abs_error"] <= args.tolerance and r["nonzero_status"] == 0 else 1
 
 
@@ -484,10 +486,13 @@ def build_parser() -> argparse.ArgumentParser:
     q.add_argument("--json", action="store_true")
     q.set_defaults(func=cmd_size)
 
-    q = sub.add_parser("emulate", help="replay a trace through the C on an emulated Cortex-M4 (qemu)")
+    q = sub.add_parser("emulate", help="replay a trace through the C on an emulated Cortex-M board (qemu)")
     q.add_argument("genome", help="genome file (.npz) or zoo:NAME")
     q.add_argument("--task", help="default: the genome's task")
-    q.add_argument("--board", default="mps2-an386")
+    q.add_argument("--board", default="mps2-an386",
+                   help="mps2-an386 (Cortex-M4F, default), mps2-an385 (Cortex-M3, soft float), mps2-an505 (Cortex-M33)")
+    q.add_argument("--clock-mhz", dest="clock_mhz", type=float, default=100.0,
+                   help="clock for the time-per-step estimate (default 100 MHz)")
     q.add_argument("--trace", metavar="NPZ", help="observations from nchl evaluate --trace (default: record one)")
     q.add_argument("--steps", type=int, default=1000, help="replay at most this many steps (default 1000)")
     q.add_argument("--seed", type=int, default=0, help="episode seed (recording and controller init)")

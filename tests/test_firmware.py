@@ -1,4 +1,4 @@
-"""Cortex-M: cross-built sizes and emulated replay on mps2-an386 (qemu), for small networks.
+"""Cortex-M: cross-built sizes and emulated replay on QEMU's MPS2 boards, for small networks.
 
 These need Debian's gcc-arm-none-eabi, libnewlib-arm-none-eabi and qemu-system-arm,
 which setup.sh installs. On a developer machine without them the tests skip and
@@ -16,7 +16,7 @@ import pytest
 
 from nchl import Genome, Spec
 from nchl.memory import macs_per_step
-from nchl_codegen.firmware import TARGETS, emulate, size_firmware
+from nchl_codegen.firmware import BOARDS, TARGETS, emulate, size_firmware
 
 TOOLS = ("arm-none-eabi-gcc", "arm-none-eabi-size", "qemu-system-arm")
 missing = [t for t in TOOLS if shutil.which(t) is None]
@@ -53,6 +53,22 @@ def test_emulated_cortex_m4_replay_is_bit_exact(spec):
     assert r["max_abs_error"] == 0.0 and r["max_ulp_error"] == 0
     assert r["floor_macs_per_step"] == macs_per_step(spec)
     assert r["instructions_per_step_median"] > r["floor_macs_per_step"]
+
+
+@pytest.mark.parametrize("board", ["mps2-an385", "mps2-an505"])
+def test_other_boards_replay_bit_exact_and_count_instructions(board):
+    """Cortex-M3 (soft float: libgcc's IEEE routines) and Cortex-M33 compute the same bits too."""
+    spec = Spec("nchl", [6, 5, 3])
+    obs = np.random.default_rng(2).normal(0, 1.5, (20, 6))
+    r = emulate(spec, genome_of(spec), obs, seed=1, board_name=board, clock_mhz=50)
+    m4 = emulate(spec, genome_of(spec), obs, seed=1)
+    assert r["board"] == board and r["target"] == BOARDS[board].target
+    assert r["max_abs_error"] == 0.0 and r["nonzero_status"] == 0
+    assert r["estimated_us_per_step"] == pytest.approx(r["instructions_per_step_median"] / 50)
+    if board == "mps2-an505":  # the same Thumb-2 + FPU code as the M4: within 10% of its count
+        assert abs(r["instructions_per_step_median"] / m4["instructions_per_step_median"] - 1) < 0.1
+    else:  # every float operation is a library call
+        assert r["instructions_per_step_median"] > 5 * m4["instructions_per_step_median"]
 
 
 def nchl_cmd(*args, cwd):
