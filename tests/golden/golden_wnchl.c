@@ -103,9 +103,9 @@ int golden_wnchl_step(golden_wnchl_state_t *state, const float obs[GOLDEN_WNCHL_
         }
         /* low rank: per past step k, four dot products of its input with the current one;
          * two past steps per pass share the loads of the input terms */
-        for (k = 0; k < count; k += 2) {
+        for (k = 0; k + 1 < count; k += 2) {
             const float *xa = state->acts[k] + 0;
-            const float *xb = state->acts[k + 1 < count ? k + 1 : k] + 0;
+            const float *xb = state->acts[k + 1] + 0;
             const float *t = tx[0];
             float alpha0 = 0.0f, beta0 = 0.0f, gamma0 = 0.0f, delta0 = 0.0f;
             float alpha1 = 0.0f, beta1 = 0.0f, gamma1 = 0.0f, delta1 = 0.0f;
@@ -123,14 +123,28 @@ int golden_wnchl_step(golden_wnchl_state_t *state, const float obs[GOLDEN_WNCHL_
             }
             sum_alpha += alpha0;
             sum_beta += beta0;
+            sum_alpha += alpha1;
+            sum_beta += beta1;
             gam[k] = gamma0;
             del[k] = delta0;
-            if (k + 1 < count) {
-                sum_alpha += alpha1;
-                sum_beta += beta1;
-                gam[k + 1] = gamma1;
-                del[k + 1] = delta1;
+            gam[k + 1] = gamma1;
+            del[k + 1] = delta1;
+        }
+        if (k < count) { /* an odd window: its last step alone */
+            const float *xa = state->acts[k] + 0;
+            const float *t = tx[0];
+            float alpha0 = 0.0f, beta0 = 0.0f, gamma0 = 0.0f, delta0 = 0.0f;
+            for (i = 0; i < 3; ++i, t += 4) {
+                const float va = xa[i];
+                alpha0 += va * t[0];
+                beta0 += va * t[1];
+                gamma0 += va * t[2];
+                delta0 += va * t[3];
             }
+            sum_alpha += alpha0;
+            sum_beta += beta0;
+            gam[k] = gamma0;
+            del[k] = delta0;
         }
         /* then every output sums its window terms in a register, past steps in order */
         for (j = 0; j < 2; ++j) {
@@ -178,9 +192,9 @@ int golden_wnchl_step(golden_wnchl_state_t *state, const float obs[GOLDEN_WNCHL_
         }
         /* low rank: per past step k, four dot products of its input with the current one;
          * two past steps per pass share the loads of the input terms */
-        for (k = 0; k < count; k += 2) {
+        for (k = 0; k + 1 < count; k += 2) {
             const float *xa = state->acts[k] + 3;
-            const float *xb = state->acts[k + 1 < count ? k + 1 : k] + 3;
+            const float *xb = state->acts[k + 1] + 3;
             const float *t = tx[0];
             float alpha0 = 0.0f, beta0 = 0.0f, gamma0 = 0.0f, delta0 = 0.0f;
             float alpha1 = 0.0f, beta1 = 0.0f, gamma1 = 0.0f, delta1 = 0.0f;
@@ -198,14 +212,28 @@ int golden_wnchl_step(golden_wnchl_state_t *state, const float obs[GOLDEN_WNCHL_
             }
             sum_alpha += alpha0;
             sum_beta += beta0;
+            sum_alpha += alpha1;
+            sum_beta += beta1;
             gam[k] = gamma0;
             del[k] = delta0;
-            if (k + 1 < count) {
-                sum_alpha += alpha1;
-                sum_beta += beta1;
-                gam[k + 1] = gamma1;
-                del[k + 1] = delta1;
+            gam[k + 1] = gamma1;
+            del[k + 1] = delta1;
+        }
+        if (k < count) { /* an odd window: its last step alone */
+            const float *xa = state->acts[k] + 3;
+            const float *t = tx[0];
+            float alpha0 = 0.0f, beta0 = 0.0f, gamma0 = 0.0f, delta0 = 0.0f;
+            for (i = 0; i < 2; ++i, t += 4) {
+                const float va = xa[i];
+                alpha0 += va * t[0];
+                beta0 += va * t[1];
+                gamma0 += va * t[2];
+                delta0 += va * t[3];
             }
+            sum_alpha += alpha0;
+            sum_beta += beta0;
+            gam[k] = gamma0;
+            del[k] = delta0;
         }
         /* then every output sums its window terms in a register, past steps in order */
         for (j = 0; j < 1; ++j) {
