@@ -7,8 +7,8 @@ set -euo pipefail
 cd "$(dirname "$0")"
 extra=""
 [ "${1:-}" = "--test" ] && extra="[test]"
-# toolchain and emulator for Cortex-M; EGL (Mesa, software) and OSMesa for offscreen MuJoCo rendering
-packages="gcc libc6-dev gcc-arm-none-eabi libnewlib-arm-none-eabi qemu-system-arm libegl1 libegl-mesa0 libgl1-mesa-dri libosmesa6"
+# host compilers (gcc; clang for the strict-compile tests), toolchain and emulator for Cortex-M; EGL (Mesa, software) and OSMesa for offscreen MuJoCo rendering
+packages="gcc clang libc6-dev gcc-arm-none-eabi libnewlib-arm-none-eabi qemu-system-arm libegl1 libegl-mesa0 libgl1-mesa-dri libosmesa6"
 missing=""
 for p in $packages; do dpkg -s "$p" >/dev/null 2>&1 || missing="$missing $p"; done
 if [ -n "$missing" ]; then
