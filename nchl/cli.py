@@ -330,6 +330,25 @@ def cmd_emulate(args: argparse.Namespace) -> int:
     return 0 if r["max_abs_error"] <= args.tolerance and r["nonzero_status"] == 0 else 1
 
 
+def cmd_campaign(args: argparse.Namespace) -> int:
+    from .campaign import run_campaign
+
+    r = run_campaign(args.campaign, args.out, workers=args.workers, parallel=args.parallel,
+                     scheduler=args.scheduler, log=lambda m: print(m, file=sys.stderr))
+    print(f"campaign {r['out']}: {r['runs']} runs finished ({r['ran']} run now); "
+          f"report with: nchl report {r['out']} -o {r['out']}/report")
+    return 0
+
+
+def cmd_report(args: argparse.Namespace) -> int:
+    from .report import make_report
+
+    path = make_report(args.campaign_dir, args.output, behaviour_episodes=args.behaviour_episodes,
+                       log=lambda m: print(m, file=sys.stderr))
+    print(f"wrote {path}")
+    return 0
+
+
 def cmd_render(args: argparse.Namespace) -> int:
     from .render import render
 
@@ -507,6 +526,21 @@ def build_parser() -> argparse.ArgumentParser:
     q.add_argument("runs", nargs="+", metavar="RUN_DIR")
     q.add_argument("-o", "--output", default="fitness.png")
     q.set_defaults(func=cmd_plot)
+
+    q = sub.add_parser("campaign", help="run a grid of evolution runs (tasks x rules x windows x seeds), resumable")
+    q.add_argument("campaign", metavar="CAMPAIGN.toml")
+    q.add_argument("--out", required=True, metavar="DIR", help="campaign directory (rerun to resume)")
+    q.add_argument("--workers", type=int, default=2, help="evaluation processes per run (default 2)")
+    q.add_argument("--parallel", type=int, default=1, help="runs at once, each in its own process (default 1)")
+    q.add_argument("--scheduler", metavar="tcp://HOST:PORT", help="evaluate on a Dask cluster instead")
+    q.set_defaults(func=cmd_campaign)
+
+    q = sub.add_parser("report", help="figures, tables and tests of a campaign: OUT/report.md")
+    q.add_argument("campaign_dir", metavar="DIR")
+    q.add_argument("-o", "--output", required=True, metavar="OUT")
+    q.add_argument("--behaviour-episodes", dest="behaviour_episodes", type=int, default=3,
+                   help="held-out episodes per champion for the behaviour map (default 3)")
+    q.set_defaults(func=cmd_report)
 
     q = sub.add_parser("render", help="render an episode offscreen to GIF/MP4 (several genomes: side by side)")
     q.add_argument("genomes", nargs="+", metavar="GENOME",

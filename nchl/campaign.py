@@ -1,0 +1,272 @@
+"""``nchl campaign``: a grid of evolution runs (tasks x rules x windows x seeds), resumable.
+
+A campaign file has three tables::
+
+    [campaign]
+    tasks = ["vsr-low", "ant"]
+    rules = ["hl", "nchl", "wnchl"]
+    windows = [10]          # WNcHL windows: a list is a sweep
+    seeds = [0, 1, 2]
+    [evolve]                # any key of `nchl evolve` but task, rule, window, seed, out
+    generations = 500
+    [evaluate]
+    episodes = 100          # each champion re-scored on held-out episodes
+
+Every cell is one run directory named ``TASK-RULE[-mM]-sSEED`` under the
+campaign directory, next to ``campaign.json`` (the manifest: the settings and
+the cells). A cell is finished when its ``evaluation.json`` exists; rerunning
+the same command skips finished cells and resumes interrupted runs from their
+checkpoints, so the result equals an uninterrupted campaign (every run is a
+function of its settings). ``parallel`` cells run at once, each in its own
+process with ``workers`` evaluation processes.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import statistics
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable
+
+from .errors import NchlError
+from .evolution import ConfigError, EvolveConfig, Run, evaluate_genome, load_toml
+from .fileio import atomic_write
+from .genome import Genome
+from .spec import RULES
+
+MANIFEST = "campaign.json"
+EVALUATION = "evaluation.json"
+_CAMPAIGN_KEYS = {"tasks", "rules", "windows", "seeds"}
+_EVALUATE_KEYS = {"episodes"}
+_PER_CELL = {"task", "rule", "window", "seed", "out"}
+
+
+@dataclass(frozen=True)
+class Cell:
+    task: str
+    rule: str
+    window: int | None
+    seed: int
+
+    @property
+    def name(self) -> str:
+        return f"{self.task}-{self.rule}{'' if self.window is None else f'-m{self.window}'}-s{self.seed}"
+
+    @property
+    def variant(self) -> str:
+        """The rule as compared in reports: ``hl``, ``nchl``, ``wnchl-m10``."""
+        return self.rule if self.window is None else f"{self.rule}-m{self.window}"
+
+
+@dataclass(frozen=True)
+class Campaign:
+    tasks: tuple[str, ...]
+    rules: tuple[str, ...]
+    windows: tuple[int, ...]
+    seeds: tuple[int, ...]
+    evolve: dict
+    episodes: int
+
+    @classmethod
+    def from_mapping(cls, values: dict, source: str = "campaign") -> "Campaign":
+        unknown = sorted(set(values) - {"campaign", "evolve", "evaluate"})
+        if unknown:
+            raise ConfigError(f"{source}: unknown tables {unknown}; allowed: [campaign], [evolve], [evaluate]")
+        grid, evolve, evaluate = (values.get(k, {}) for k in ("campaign", "evolve", "evaluate"))
+        for name, table, allowed in (("campaign", grid, _CAMPAIGN_KEYS), ("evaluate", evaluate, _EVALUATE_KEYS)):
+            if not isinstance(table, dict):
+                raise ConfigError(f"{source}: [{name}] must be a table")
+            bad = sorted(set(table) - allowed)
+            if bad:
+                raise ConfigError(f"{source}: [{name}] has unknown keys {bad}; allowed: {', '.join(sorted(allowed))}")
+        fixed = sorted(set(evolve) & _PER_CELL)
+        if fixed:
+            raise ConfigError(f"{source}: [evolve] cannot set {fixed}: the grid sets them per run")
+
+        def listing(key: str, kind: type, default: list | None = None) -> tuple:
+            v = grid.get(key, default)
+            if v is None:
+                raise ConfigError(f"{source}: [campaign] needs {key} = [...]")
+            if not isinstance(v, list) or not v or not all(isinstance(x, kind) and not isinstance(x, bool) for x in v):
+                raise ConfigError(f"{source}: [campaign] {key} must be a non-empty list of {kind.__name__}s, got {v!r}")
+            if len(set(v)) != len(v):
+                raise ConfigError(f"{source}: [campaign] {key} repeats a value: {v!r}")
+            return tuple(v)
+
+        tasks, rules, seeds = listing("tasks", str), listing("rules", str), listing("seeds", int)
+        bad_rules = [r for r in rules if r not in RULES]
+        if bad_rules:
+            raise ConfigError(f"{source}: unknown rules {bad_rules}; choose from {', '.join(RULES)}")
+        windows = listing("windows", int, [10]) if "wnchl" in rules else ()
+        episodes = evaluate.get("episodes", 100)
+        if isinstance(episodes, bool) or not isinstance(episodes, int) or episodes < 1:
+            raise ConfigError(f"{source}: [evaluate] episodes must be an integer >= 1, got {episodes!r}")
+        campaign = cls(tasks, rules, windows, seeds, dict(evolve), episodes)
+        for cell in campaign.cells():  # every run's settings are valid before anything starts
+            campaign.config(cell, source)
+        return campaign
+
+    def cells(self) -> list[Cell]:
+        out = []
+        for task in self.tasks:
+            for rule in self.rules:
+                for window in (self.windows if rule == "wnchl" else (None,)):
+                    out += [Cell(task, rule, window, seed) for seed in self.seeds]
+        return out
+
+    def config(self, cell: Cell, source: str = "campaign", where: dict | None = None) -> EvolveConfig:
+        values = {**self.evolve, **(where or {}), "task": cell.task, "rule": cell.rule, "seed": cell.seed}
+        if cell.window is not None:
+            values["window"] = cell.window
+        try:
+            cfg = EvolveConfig.from_mapping(values, f"{source} [{cell.name}]")
+            cfg.spec()
+        except NchlError as e:
+            raise ConfigError(str(e)) from None
+        return cfg
+
+    def settings(self) -> dict:
+        return {"tasks": list(self.tasks), "rules": list(self.rules), "windows": list(self.windows),
+                "seeds": list(self.seeds), "evolve": self.evolve, "episodes": self.episodes}
+
+
+def load_campaign(path: str | os.PathLike) -> Campaign:
+    return Campaign.from_mapping(load_toml(path), str(path))
+
+
+def read_manifest(out: Path) -> tuple[Campaign, dict]:
+    try:
+        manifest = json.loads((out / MANIFEST).read_text())
+        s = manifest["settings"]
+        campaign = Campaign.from_mapping({"campaign": {k: s[k] for k in ("tasks", "rules", "seeds")}
+                                          | ({"windows": s["windows"]} if s["windows"] else {}),
+                                          "evolve": s["evolve"], "evaluate": {"episodes": s["episodes"]}},
+                                         str(out / MANIFEST))
+    except (OSError, json.JSONDecodeError, KeyError, TypeError) as e:
+        raise NchlError(f"{out}: not a campaign directory ({MANIFEST} unreadable: {e})") from None
+    return campaign, manifest
+
+
+def cell_state(out: Path, cell: Cell) -> str:
+    d = out / cell.name
+    if (d / EVALUATION).is_file():
+        return "done"
+    return "started" if (d / "config.json").is_file() else "new"
+
+
+def run_cell(out: Path, campaign: Campaign, cell: Cell, workers: int, scheduler: str | None,
+             log: Callable[[str], None]) -> dict:
+    """Evolve (or resume) one cell, then score its champion on held-out episodes."""
+    run_dir = out / cell.name
+    where = {"workers": workers, **({"scheduler": scheduler} if scheduler else {})}
+    if (run_dir / "config.json").is_file():
+        Run(run_dir, resume=True, where=where, log=log).run()
+    else:
+        Run(run_dir, campaign.config(cell, where=where), log=log).run()
+    genome = Genome.load(run_dir / "best.npz")
+    stats = evaluate_genome(genome.spec, genome.values, cell.task, campaign.episodes, seed=0, workers=workers,
+                            log=log)
+    record = {"cell": cell.name, "task": cell.task, "rule": cell.rule, "window": cell.window, "seed": cell.seed,
+              **stats}
+    atomic_write(run_dir / EVALUATION, (json.dumps(record, indent=1) + "\n").encode())
+    return record
+
+
+def _fmt(seconds: float) -> str:
+    m, s = divmod(int(seconds), 60)
+    h, m = divmod(m, 60)
+    return f"{h}h{m:02d}m" if h else f"{m}m{s:02d}s"
+
+
+def run_campaign(path: str | os.PathLike, out: str | os.PathLike, workers: int = 2, parallel: int = 1,
+                 scheduler: str | None = None, log: Callable[[str], None] = print) -> dict:
+    campaign, out = load_campaign(path), Path(out)
+    for name, v in (("workers", workers), ("parallel", parallel)):
+        if isinstance(v, bool) or not isinstance(v, int) or v < 1:
+            raise NchlError(f"{name} must be an integer >= 1, got {v!r}")
+    manifest = {"settings": campaign.settings(), "source": str(path), "cells": [c.name for c in campaign.cells()]}
+    if (out / MANIFEST).is_file():
+        saved, _ = read_manifest(out)
+        if saved.settings() != campaign.settings():
+            raise NchlError(f"{out} holds a different campaign ({out / MANIFEST}); use another --out "
+                            "or the campaign file it was started with")
+    else:
+        out.mkdir(parents=True, exist_ok=True)
+        atomic_write(out / MANIFEST, (json.dumps(manifest, indent=1) + "\n").encode())
+    cells = campaign.cells()
+    todo = [c for c in cells if cell_state(out, c) != "done"]
+    log(f"campaign {out}: {len(cells)} runs, {len(cells) - len(todo)} done, {len(todo)} to run "
+        f"({sum(cell_state(out, c) == 'started' for c in todo)} resumed), {parallel} at a time")
+    durations: list[float] = []
+    running: dict[str, tuple[subprocess.Popen, float]] = {}
+    pending = list(todo)
+
+    def progress() -> None:
+        done = len(cells) - len(pending) - len(running)
+        eta = (statistics.median(durations) * (len(pending) + len(running)) / parallel) if durations else None
+        log(f"[campaign] {done}/{len(cells)} done, {len(running)} running, {len(pending)} left"
+            + (f", ETA {_fmt(eta)}" if eta is not None else ""))
+
+    if parallel == 1:
+        while pending:
+            cell = pending[0]
+            log(f"[campaign] {cell.name}: {cell_state(out, cell)}")
+            t0 = time.perf_counter()
+            run_cell(out, campaign, cell, workers, scheduler, log)
+            pending.pop(0)
+            durations.append(time.perf_counter() - t0)
+            progress()
+    else:
+        failed = []
+        while pending or running:
+            while pending and len(running) < parallel:
+                cell = pending.pop(0)
+                (out / cell.name).mkdir(parents=True, exist_ok=True)
+                with open(out / cell.name / "campaign.log", "a") as f:
+                    proc = subprocess.Popen([sys.executable, "-m", "nchl.campaign", str(path), str(out), cell.name,
+                                             str(workers), scheduler or ""], stdout=f, stderr=subprocess.STDOUT)
+                running[cell.name] = (proc, time.perf_counter())
+                log(f"[campaign] {cell.name}: started (log in {out / cell.name / 'campaign.log'})")
+            time.sleep(0.2)
+            for name, (proc, t0) in list(running.items()):
+                if proc.poll() is not None:
+                    del running[name]
+                    if proc.returncode != 0:
+                        failed.append(name)
+                        log(f"[campaign] {name}: FAILED (exit {proc.returncode}); see {out / name / 'campaign.log'}")
+                    else:
+                        durations.append(time.perf_counter() - t0)
+                    progress()
+        if failed:
+            raise NchlError(f"{len(failed)} runs failed: {', '.join(failed)}; rerun the same command to retry them")
+    return {"out": str(out), "runs": len(cells), "ran": len(todo)}
+
+
+def summary(out: Path) -> list[dict[str, Any]]:
+    """Every cell of a campaign directory with its state and, when done, its evaluation."""
+    campaign, _ = read_manifest(out)
+    rows = []
+    for cell in campaign.cells():
+        state = cell_state(out, cell)
+        rows.append({"cell": cell, "state": state,
+                     "evaluation": json.loads((out / cell.name / EVALUATION).read_text()) if state == "done" else None})
+    return rows
+
+
+def _cell_main(argv: list[str]) -> int:
+    """One cell in its own process (``parallel > 1``): ``python -m nchl.campaign FILE OUT CELL WORKERS SCHED``."""
+    path, out, name, workers, scheduler = argv
+    campaign = load_campaign(path)
+    cell = next(c for c in campaign.cells() if c.name == name)
+    run_cell(Path(out), campaign, cell, int(workers), scheduler or None, log=lambda m: print(m, flush=True))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(_cell_main(sys.argv[1:]))
+

@@ -1,0 +1,252 @@
+"""``nchl report``: the paper's figures and tests from a campaign directory.
+
+Writes ``report.md`` and PNG figures: Fig. 1 (parameters vs depth and width);
+per task the best-so-far curves of each rule (mean +- std over seeds, validation
+dashed), box plots of every champion on its held-out episodes, a table with
+parameters, state memory and champion statistics plus pairwise two-sided
+Mann-Whitney U tests with Holm's correction; the WNcHL window sweep
+(performance vs state memory, NcHL as reference); a behaviour map (per-episode
+descriptors of every champion projected on their two principal components); and
+how the weights of the best NcHL and HL champions evolve within an episode.
+Every caption states the budget, so a small campaign never passes for the paper's.
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+from collections import defaultdict
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+
+from .campaign import EVALUATION, Cell, read_manifest, summary
+from .errors import NchlError
+from .genome import Genome
+from .memory import fig1, footprint
+from .plots import plot_runs
+
+DESCRIPTORS = ("distance (m)", "mean abs action", "action std", "saturated share", "dominant frequency (Hz)",
+               "action sign changes per s")
+
+
+def _plt():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def holm(pvalues: list[float]) -> list[float]:
+    """Holm-Bonferroni adjusted p-values (step-down, monotone, capped at 1)."""
+    order = np.argsort(pvalues)
+    m, adjusted, running = len(pvalues), [0.0] * len(pvalues), 0.0
+    for rank, k in enumerate(order):
+        running = max(running, min(1.0, (m - rank) * pvalues[k]))
+        adjusted[k] = running
+    return adjusted
+
+
+def pairwise_tests(groups: dict[str, list[float]]) -> list[dict]:
+    """Two-sided Mann-Whitney U between every pair of groups, Holm-corrected."""
+    from scipy.stats import mannwhitneyu
+
+    pairs = [(a, b) for a, b in itertools.combinations(sorted(groups), 2) if groups[a] and groups[b]]
+    rows = []
+    for a, b in pairs:
+        u, p = mannwhitneyu(groups[a], groups[b], alternative="two-sided")
+        rows.append({"a": a, "b": b, "U": float(u), "p": float(p), "n_a": len(groups[a]), "n_b": len(groups[b])})
+    for row, adj in zip(rows, holm([r["p"] for r in rows])):
+        row["p_holm"] = adj
+    return rows
+
+
+def descriptors(actions: np.ndarray, distance: float, dt: float) -> np.ndarray:
+    """Per-episode behaviour descriptors (see :data:`DESCRIPTORS`)."""
+    a = np.asarray(actions, dtype=float)
+    spectrum = np.abs(np.fft.rfft(a - a.mean(0), axis=0)).mean(1)
+    freqs = np.fft.rfftfreq(len(a), dt)
+    dominant = float(freqs[1:][np.argmax(spectrum[1:])]) if len(a) > 2 else 0.0
+    flips = (np.diff(np.sign(a), axis=0) != 0).sum(0).mean() / (len(a) * dt)
+    return np.array([distance, np.abs(a).mean(), a.std(), (np.abs(a) > 0.9).mean(), dominant, flips])
+
+
+def _episodes(genome: Genome, task: str, seeds: list[int], weights: bool = False):
+    """Recorded episodes of a champion (generated C for speed; the Python reference when the
+    weights are wanted: the same bits)."""
+    from nchl_sim import get_task, rollout
+
+    env = get_task(task).make_env()
+    dt = float(env.unwrapped.dt)
+    if weights:
+        ctrl = genome.controller()
+        obs, info = env.reset(seed=seeds[0])
+        ctrl.reset(seeds[0])
+        norms, done = [], False
+        while not done:
+            obs, _, term, trunc, info = env.step(ctrl.step(obs))
+            norms.append([float(np.linalg.norm(w)) for w in ctrl.weights])
+            done = term or trunc
+        return np.array(norms), [np.asarray(w).ravel() for w in ctrl.weights], dt
+    from nchl_codegen.build import CController
+
+    ctrl = CController(genome.spec, genome.values)
+    return [(rollout(env, ctrl, s, record=True), dt) for s in seeds]
+
+
+def make_report(campaign_dir: str | Path, out: str | Path, behaviour_episodes: int = 3,
+                log: Callable[[str], None] = print) -> Path:
+    src, out = Path(campaign_dir), Path(out)
+    campaign, _ = read_manifest(src)
+    rows = summary(src)
+    done = [r for r in rows if r["state"] == "done"]
+    if not done:
+        raise NchlError(f"{src}: no finished run yet (nothing has {EVALUATION}); run nchl campaign first")
+    out.mkdir(parents=True, exist_ok=True)
+    plt = _plt()
+    first = json.loads((src / done[0]["cell"].name / "config.json").read_text())
+    gens = campaign.evolve.get("generations", 100)
+    budget = (f"Budget: {gens} generations, popsize {first['popsize']}, {len(campaign.seeds)} seeds per "
+              f"configuration, champions re-scored on {campaign.episodes} held-out episodes; "
+              f"{len(done)} of {len(rows)} runs finished.")
+    md = [f"# Campaign report: {src}", "", budget, "",
+          "Statistical test: two-sided Mann-Whitney U test (scipy.stats.mannwhitneyu) between the champions' "
+          "held-out means of two rule variants (one value per seed), p-values adjusted with Holm's step-down "
+          "correction over all pairs of a task. With few seeds per configuration these tests have little power.", ""]
+    layers = json.loads((src / done[0]["cell"].name / "config.json").read_text())["layers"]
+    fig1(str(out / "fig1.png"), layers[0], layers[-1])
+    md += ["## Parameters vs depth and width (Fig. 1)", "", "![Fig. 1](fig1.png)", "",
+           f"*HL vs NcHL genome length for {layers[0]} inputs and {layers[-1]} outputs.*", ""]
+    by_task: dict[str, list[dict]] = defaultdict(list)
+    for r in done:
+        by_task[r["cell"].task].append(r)
+    descriptor_rows = []
+    for task, cells in by_task.items():
+        variants = sorted({r["cell"].variant for r in cells})
+        md += [f"## {task}", ""]
+        plot_runs([str(src / r["cell"].name) for r in cells], str(out / f"curves-{task}.png"))
+        md += [f"![curves {task}](curves-{task}.png)", "",
+               f"*{task}: best-so-far training fitness per generation, mean +- std over seeds (solid), champion's "
+               f"validation mean (dashed); right: final training bests. {budget}*", ""]
+        fig, ax = plt.subplots(figsize=(max(6, 0.5 * len(cells) + 2), 4))
+        ordered = sorted(cells, key=lambda r: (r["cell"].variant, r["cell"].seed))
+        colors = {v: plt.cm.tab10(i % 10) for i, v in enumerate(variants)}
+        box = ax.boxplot([[e["fitness"] for e in r["evaluation"]["per_episode"]] for r in ordered], patch_artist=True)
+        for patch, r in zip(box["boxes"], ordered):
+            patch.set_facecolor(colors[r["cell"].variant])
+        ax.set_xticks(range(1, len(ordered) + 1), [r["cell"].name for r in ordered], rotation=60, fontsize=7)
+        ax.set_ylabel("distance on a held-out episode (m)")
+        ax.grid(alpha=0.3)
+        fig.tight_layout()
+        fig.savefig(out / f"champions-{task}.png", dpi=110)
+        plt.close(fig)
+        md += [f"![champions {task}](champions-{task}.png)", "",
+               f"*{task}: every run's champion on its {campaign.episodes} held-out episodes (Fig. 3/5 of the paper). "
+               f"{budget}*", ""]
+        groups = {v: [r["evaluation"]["mean"] for r in cells if r["cell"].variant == v] for v in variants}
+        md += ["| rule | parameters | state memory B | runs | champion median (m) | mean (m) | IQR (m) |",
+               "|---|---|---|---|---|---|---|"]
+        sweep = []
+        for v in variants:
+            r0 = next(r for r in cells if r["cell"].variant == v)
+            spec = Genome.load(src / r0["cell"].name / "best.npz").spec
+            fp, g = footprint(spec), np.array(groups[v])
+            q1, q3 = np.percentile(g, [25, 75])
+            md.append(f"| {v} | {fp.genome_length:,} | {fp.state_bytes:,} | {len(g)} | {np.median(g):.2f} | "
+                      f"{g.mean():.2f} | {q1:.2f} - {q3:.2f} |")
+            sweep.append((v, spec, fp.state_bytes, g))
+        md += ["", "| A | B | U | p | p (Holm) |", "|---|---|---|---|---|"]
+        for t in pairwise_tests(groups):
+            md.append(f"| {t['a']} | {t['b']} | {t['U']:.1f} | {t['p']:.3g} | {t['p_holm']:.3g} |")
+        md.append("")
+        windows = [(s.window, mem, g) for v, s, mem, g in sweep if s.rule == "wnchl"]
+        if windows:
+            fig, ax = plt.subplots(figsize=(6, 4))
+            windows.sort()
+            ax.errorbar([m for _, m, _ in windows], [g.mean() for *_, g in windows],
+                        yerr=[g.std() for *_, g in windows], marker="o", capsize=3, label="WNcHL")
+            for (w, m, g) in windows:
+                ax.annotate(f"m={w}", (m, g.mean()), fontsize=8, xytext=(4, 4), textcoords="offset points")
+            for v, s, mem, g in sweep:
+                if s.rule == "nchl":
+                    ax.axhline(g.mean(), color="k", ls="--", label=f"NcHL ({mem:,} B of weights)")
+            ax.set_xscale("log")
+            ax.set_xlabel("controller state memory (bytes, float32)")
+            ax.set_ylabel("champion held-out mean (m)")
+            ax.grid(alpha=0.3, which="both")
+            ax.legend(fontsize=8)
+            fig.tight_layout()
+            fig.savefig(out / f"window-sweep-{task}.png", dpi=110)
+            plt.close(fig)
+            md += [f"![window sweep {task}](window-sweep-{task}.png)", "",
+                   f"*{task}: WNcHL performance vs state memory for each window m (mean +- std over seeds), NcHL "
+                   f"dashed. {budget}*", ""]
+        log(f"report: {task}: recording {behaviour_episodes} episodes per champion for the behaviour map")
+        for r in cells:
+            genome = Genome.load(src / r["cell"].name / "best.npz")
+            for res, dt in _episodes(genome, task, list(range(behaviour_episodes))):
+                descriptor_rows.append((task, r["cell"].variant, descriptors(res.actions, res.fitness, dt)))
+        weight_runs = {}
+        for rule in ("nchl", "hl"):
+            mine = [r for r in cells if r["cell"].rule == rule]
+            if mine:
+                weight_runs[rule] = max(mine, key=lambda r: r["evaluation"]["mean"])
+        if weight_runs:
+            fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(11, 4))
+            for rule, r in weight_runs.items():
+                norms, finals, dt = _episodes(Genome.load(src / r["cell"].name / "best.npz"), task, [0], weights=True)
+                t = np.arange(1, len(norms) + 1) * dt
+                for layer in range(norms.shape[1]):
+                    ax1.plot(t, norms[:, layer], ls="-" if rule == "nchl" else "--",
+                             label=f"{rule} layer {layer} ({r['cell'].name})")
+                ax2.hist(np.concatenate(finals), bins=60, alpha=0.5, label=f"{rule} ({r['cell'].name})", log=True)
+            ax1.set_yscale("log")
+            ax1.set_xlabel("time in episode (s)")
+            ax1.set_ylabel("weight norm per layer (Frobenius)")
+            ax1.legend(fontsize=6)
+            ax1.grid(alpha=0.3)
+            ax2.set_xlabel("weight at the end of the episode")
+            ax2.set_ylabel("synapses")
+            ax2.legend(fontsize=7)
+            fig.tight_layout()
+            fig.savefig(out / f"weights-{task}.png", dpi=110)
+            plt.close(fig)
+            md += [f"![weights {task}](weights-{task}.png)", "",
+                   f"*{task}: weights of the best NcHL and HL champions within one held-out episode (seed 0): norm "
+                   f"per layer over time, and the distribution at the end. {budget}*", ""]
+    if descriptor_rows:
+        d = np.array([x for *_, x in descriptor_rows])
+        z = (d - d.mean(0)) / np.where(d.std(0) > 0, d.std(0), 1.0)
+        _, sv, vt = np.linalg.svd(z, full_matrices=False)
+        pc = z @ vt[:2].T
+        explained = (sv[:2] ** 2).sum() / max((sv ** 2).sum(), 1e-12)
+        fig, ax = plt.subplots(figsize=(6.5, 5))
+        labels = sorted({(t, v) for t, v, _ in descriptor_rows})
+        for i, (t, v) in enumerate(labels):
+            k = [j for j, (tt, vv, _) in enumerate(descriptor_rows) if (tt, vv) == (t, v)]
+            ax.scatter(pc[k, 0], pc[k, 1], s=14, label=f"{t}: {v}", marker="os^Dv<>"[i % 7])
+        ax.set_xlabel("PC 1")
+        ax.set_ylabel("PC 2")
+        ax.legend(fontsize=7)
+        ax.grid(alpha=0.3)
+        fig.tight_layout()
+        fig.savefig(out / "behaviour.png", dpi=110)
+        plt.close(fig)
+        md += ["## Behaviours", "", "![behaviour map](behaviour.png)", "",
+               f"*Every champion on {behaviour_episodes} held-out episodes, described by {', '.join(DESCRIPTORS)}, "
+               f"standardised and projected on their first two principal components ({100 * explained:.0f}% of the "
+               f"variance): overlapping clouds mean the rules found similar behaviours. {budget}*", "",
+               "| task | rule | " + " | ".join(DESCRIPTORS) + " |", "|---|---|" + "---|" * len(DESCRIPTORS)]
+        for t, v in labels:
+            m = np.mean([x for tt, vv, x in descriptor_rows if (tt, vv) == (t, v)], axis=0)
+            md.append(f"| {t} | {v} | " + " | ".join(f"{x:.3g}" for x in m) + " |")
+        md.append("")
+    path = out / "report.md"
+    path.write_text("\n".join(md) + "\n")
+    return path
+
+
+__all__ = ["Cell", "descriptors", "holm", "make_report", "pairwise_tests"]

@@ -1,0 +1,134 @@
+"""Campaigns: grid expansion, names, skip/resume, parallel runs, errors; the report on a tiny campaign."""
+
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from nchl.campaign import Campaign, cell_state, load_campaign, run_campaign
+from nchl.errors import NchlError
+from nchl.evolution import Run
+from nchl.report import holm, pairwise_tests
+
+TINY = """
+[campaign]
+tasks = ["vsr-low"]
+rules = ["nchl", "wnchl"]
+windows = [2]
+seeds = [0, 1]
+[evolve]
+generations = 2
+popsize = 4
+layers = [12, 4, 10]
+validation_episodes = 1
+[evaluate]
+episodes = 2
+"""
+
+
+def logs(out):
+    keep = ("generation", "best", "mean", "best_ever", "validation_mean", "evaluations")
+    return {d.name: [{k: json.loads(line)[k] for k in keep} for line in (d / "log.jsonl").read_text().splitlines()]
+            for d in sorted(out.iterdir()) if (d / "log.jsonl").exists()}
+
+
+def test_grid_expansion_and_names():
+    c = Campaign.from_mapping({"campaign": {"tasks": ["vsr-low", "vsr-high"], "rules": ["hl", "nchl", "wnchl"],
+                                            "windows": [2, 5], "seeds": [0, 1]}, "evolve": {"generations": 3}})
+    names = [cell.name for cell in c.cells()]
+    assert len(names) == 2 * (1 + 1 + 2) * 2 == len(set(names))
+    assert names[:6] == ["vsr-low-hl-s0", "vsr-low-hl-s1", "vsr-low-nchl-s0", "vsr-low-nchl-s1",
+                         "vsr-low-wnchl-m2-s0", "vsr-low-wnchl-m2-s1"]
+    assert c.config(c.cells()[4]).window == 2 and c.episodes == 100
+    assert Campaign.from_mapping({"campaign": {"tasks": ["ant"], "rules": ["hl"], "seeds": [3]}}).windows == ()
+
+
+@pytest.mark.parametrize("values, match", [
+    ({"campaign": {"tasks": ["vsr-low"], "rules": ["nchl"], "seeds": [0], "colour": 1}}, r"unknown keys \['colour'\]"),
+    ({"campaign": {"tasks": ["vsr-low"], "rules": ["nchl"], "seeds": [0]}, "evolve": {"speed": 3}}, "unknown keys"),
+    ({"campaign": {"tasks": ["vsr-low"], "rules": ["nchl"], "seeds": [0]}, "extra": {}}, r"unknown tables \['extra'\]"),
+    ({"campaign": {"tasks": ["vsr-low"], "rules": ["nchl"], "seeds": [0]}, "evolve": {"task": "ant"}}, "cannot set"),
+    ({"campaign": {"tasks": ["vsr-low"], "rules": ["abc"], "seeds": [0]}}, "unknown rules"),
+    ({"campaign": {"tasks": ["walker"], "rules": ["nchl"], "seeds": [0]}}, "unknown task 'walker'"),
+    ({"campaign": {"tasks": ["vsr-low"], "rules": ["nchl"]}}, "needs seeds"),
+    ({"campaign": {"tasks": ["vsr-low"], "rules": ["nchl"], "seeds": [0, 0]}}, "repeats"),
+    ({"campaign": {"tasks": ["vsr-low"], "rules": ["wnchl"], "seeds": [0], "windows": [0]}}, "window m >= 1"),
+    ({"campaign": {"tasks": ["vsr-low"], "rules": ["nchl"], "seeds": [0]}, "evaluate": {"episodes": 0}}, "episodes"),
+])
+def test_campaign_errors_are_clear(values, match):
+    with pytest.raises(NchlError, match=match):
+        Campaign.from_mapping(values, "c.toml")
+
+
+def test_skip_resume_equals_uninterrupted_and_parallel(tmp_path):
+    (tmp_path / "c.toml").write_text(TINY)
+    quiet = dict(log=lambda m: None)
+    full = run_campaign(tmp_path / "c.toml", tmp_path / "full", workers=1, **quiet)
+    assert full == {"out": str(tmp_path / "full"), "runs": 4, "ran": 4}
+    assert run_campaign(tmp_path / "c.toml", tmp_path / "full", workers=1, **quiet)["ran"] == 0
+    # an interrupted campaign: one run stopped after its first generation, the others not started
+    campaign = load_campaign(tmp_path / "c.toml")
+    part = tmp_path / "part"
+    run_campaign(tmp_path / "c.toml", part, workers=1, **quiet)  # creates everything ...
+    for d in part.iterdir():  # ... then roll it back to an interrupted state
+        if d.is_dir():
+            subprocess.run(["rm", "-rf", str(d)], check=True)
+    cell = campaign.cells()[1]
+
+    def ctrl_c_after_first_generation(message):
+        if message.startswith("gen    1/"):  # logged after generation 1's checkpoint
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        Run(part / cell.name, campaign.config(cell, where={"workers": 1}), log=ctrl_c_after_first_generation).run()
+    assert cell_state(part, cell) == "started"
+    assert run_campaign(tmp_path / "c.toml", part, workers=1, **quiet)["ran"] == 4
+    assert logs(part) == logs(tmp_path / "full")
+    for c in campaign.cells():
+        a = json.loads((part / c.name / "evaluation.json").read_text())
+        assert a == json.loads((tmp_path / "full" / c.name / "evaluation.json").read_text())
+    par = run_campaign(tmp_path / "c.toml", tmp_path / "par", workers=1, parallel=2, **quiet)
+    assert par["ran"] == 4 and logs(tmp_path / "par") == logs(tmp_path / "full")
+    (tmp_path / "other.toml").write_text(TINY.replace("seeds = [0, 1]", "seeds = [0, 1, 2]"))
+    with pytest.raises(NchlError, match="holds a different campaign"):
+        run_campaign(tmp_path / "other.toml", tmp_path / "full", workers=1, **quiet)
+
+
+def test_report_on_a_tiny_campaign(tmp_path):
+    (tmp_path / "c.toml").write_text(TINY)
+    r = subprocess.run([sys.executable, "-m", "nchl.cli", "campaign", "c.toml", "--out", "c", "--workers", "2"],
+                       cwd=tmp_path, capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr
+    assert "4/4 done" in r.stderr and "ETA" in r.stderr
+    r = subprocess.run([sys.executable, "-m", "nchl.cli", "report", "c", "-o", "rep", "--behaviour-episodes", "1"],
+                       cwd=tmp_path, capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr
+    md = (tmp_path / "rep" / "report.md").read_text()
+    assert "Mann-Whitney U" in md and "Holm" in md and "2 generations, popsize 4, 2 seeds" in md
+    pngs = sorted(p.name for p in (tmp_path / "rep").glob("*.png"))
+    assert len(pngs) >= 3 and {"fig1.png", "curves-vsr-low.png", "window-sweep-vsr-low.png"} <= set(pngs)
+    for name in pngs:
+        assert (tmp_path / "rep" / name).read_bytes()[:4] == b"\x89PNG" and f"]({name})" in md
+    r = subprocess.run([sys.executable, "-m", "nchl.cli", "report", "nothing", "-o", "x"], cwd=tmp_path,
+                       capture_output=True, text=True)
+    assert r.returncode == 2 and "not a campaign directory" in r.stderr
+
+
+def test_shipped_campaign_files_are_valid():
+    from pathlib import Path
+
+    root = Path(__file__).parent.parent / "experiments"
+    paper, small = load_campaign(root / "paper.toml"), load_campaign(root / "paper-small.toml")
+    assert len(paper.cells()) == 5 * (1 + 1 + 6) * 10 and len(small.cells()) == 4 * 4 * 3
+    assert small.cells()[0].task.startswith("vsr")  # the VSR part runs first
+
+
+def test_holm_and_pairwise_tests():
+    assert holm([0.01, 0.04, 0.03]) == pytest.approx([0.03, 0.06, 0.06])
+    assert holm([0.5, 0.9]) == pytest.approx([1.0, 1.0])
+    rows = pairwise_tests({"a": [1.0, 2.0, 3.0, 4.0, 5.0], "b": [10.0, 11.0, 12.0, 13.0, 14.0], "c": [3.0, 4.0]})
+    ab = next(r for r in rows if (r["a"], r["b"]) == ("a", "b"))
+    assert ab["U"] == 0.0 and ab["p"] == pytest.approx(0.0079, abs=1e-3) and ab["p_holm"] >= ab["p"]
+    assert len(rows) == 3 and np.all([r["p_holm"] <= 1 for r in rows])
