@@ -236,3 +236,20 @@ def test_random_nchl_genomes_are_not_cut_short_on_ant():
         c = make_controller(spec, np.random.default_rng([7, k]).uniform(-1, 1, spec.genome_length))
         steps[:, k] = [rollout(env, c, seed=k).steps for env in envs]
     assert steps[0].mean() > 2 * steps[1].mean() and steps[0].mean() > 60
+
+
+@pytest.mark.parametrize("name, strict", [("ant", "ant-v5-strict"), ("ant-contacts", "ant-contacts-v5-strict")])
+def test_ant_observations_are_scaled_like_the_authors(name, strict):
+    """Gymnasium's observation with torso velocity x0.3, angular and joint speeds x0.1, clipped to +-5."""
+    a, b = get_task(name).make_env(), get_task(strict).make_env()
+    scale = np.ones(b.observation_space.shape[0])
+    scale[13:16], scale[16:27] = 0.3, 0.1
+    oa, _ = a.reset(seed=4)
+    ob, _ = b.reset(seed=4)
+    np.testing.assert_array_equal(oa, np.clip(ob * scale, -5, 5))
+    action = np.ones(8)
+    for _ in range(15):  # a violent action drives raw joint speeds past the clip
+        oa = a.step(action)[0]
+        ob = b.step(action)[0]
+        np.testing.assert_array_equal(oa, np.clip(ob * scale, -5, 5))
+    assert a.observation_space.low.min() == -5 and np.isinf(b.observation_space.high).all()
