@@ -40,6 +40,15 @@ def _plt():
     return plt
 
 
+def _figure(fig, out: Path, name: str, caption: str) -> list[str]:
+    """Save a figure and return its report.md lines (image, caption)."""
+    plt = _plt()
+    fig.tight_layout()
+    fig.savefig(out / name, dpi=110)
+    plt.close(fig)
+    return [f"![{name[:-4]}]({name})", "", f"*{caption}*", ""]
+
+
 def holm(pvalues: list[float]) -> list[float]:
     """Holm-Bonferroni adjusted p-values (step-down, monotone, capped at 1)."""
     order = np.argsort(pvalues)
@@ -140,12 +149,8 @@ def make_report(campaign_dir: str | Path, out: str | Path, behaviour_episodes: i
         ax.set_xticks(range(1, len(ordered) + 1), [r["cell"].name for r in ordered], rotation=60, fontsize=7)
         ax.set_ylabel("distance on a held-out episode (m)")
         ax.grid(alpha=0.3)
-        fig.tight_layout()
-        fig.savefig(out / f"champions-{task}.png", dpi=110)
-        plt.close(fig)
-        md += [f"![champions {task}](champions-{task}.png)", "",
-               f"*{task}: every run's champion on its {campaign.episodes} held-out episodes (Fig. 3/5 of the paper). "
-               f"{budget}*", ""]
+        md += _figure(fig, out, f"champions-{task}.png", f"{task}: every run's champion on its {campaign.episodes} "
+                      f"held-out episodes (Fig. 3/5 of the paper). {budget}")
         groups = {v: [r["evaluation"]["mean"] for r in cells if r["cell"].variant == v] for v in variants}
         md += ["| rule | parameters | state memory B | runs | champion median (m) | mean (m) | IQR (m) |",
                "|---|---|---|---|---|---|---|"]
@@ -178,12 +183,8 @@ def make_report(campaign_dir: str | Path, out: str | Path, behaviour_episodes: i
             ax.set_ylabel("champion held-out mean (m)")
             ax.grid(alpha=0.3, which="both")
             ax.legend(fontsize=8)
-            fig.tight_layout()
-            fig.savefig(out / f"window-sweep-{task}.png", dpi=110)
-            plt.close(fig)
-            md += [f"![window sweep {task}](window-sweep-{task}.png)", "",
-                   f"*{task}: WNcHL performance vs state memory for each window m (mean +- std over seeds), NcHL "
-                   f"dashed. {budget}*", ""]
+            md += _figure(fig, out, f"window-sweep-{task}.png", f"{task}: WNcHL performance vs state memory for "
+                          f"each window m (mean +- std over seeds), NcHL dashed. {budget}")
         log(f"report: {task}: recording {behaviour_episodes} episodes per champion for the behaviour map")
         for r in cells:
             genome = Genome.load(src / r["cell"].name / "best.npz")
@@ -211,12 +212,9 @@ def make_report(campaign_dir: str | Path, out: str | Path, behaviour_episodes: i
             ax2.set_xlabel("weight at the end of the episode")
             ax2.set_ylabel("synapses")
             ax2.legend(fontsize=7)
-            fig.tight_layout()
-            fig.savefig(out / f"weights-{task}.png", dpi=110)
-            plt.close(fig)
-            md += [f"![weights {task}](weights-{task}.png)", "",
-                   f"*{task}: weights of the best NcHL and HL champions within one held-out episode (seed 0): norm "
-                   f"per layer over time, and the distribution at the end. {budget}*", ""]
+            md += _figure(fig, out, f"weights-{task}.png", f"{task}: weights of the best NcHL and HL champions within "
+                          f"one held-out episode (seed 0): norm per layer over time, and the distribution at the end. "
+                          f"{budget}")
     if descriptor_rows:
         d = np.array([x for *_, x in descriptor_rows])
         z = (d - d.mean(0)) / np.where(d.std(0) > 0, d.std(0), 1.0)
@@ -232,14 +230,12 @@ def make_report(campaign_dir: str | Path, out: str | Path, behaviour_episodes: i
         ax.set_ylabel("PC 2")
         ax.legend(fontsize=7)
         ax.grid(alpha=0.3)
-        fig.tight_layout()
-        fig.savefig(out / "behaviour.png", dpi=110)
-        plt.close(fig)
-        md += ["## Behaviours", "", "![behaviour map](behaviour.png)", "",
-               f"*Every champion on {behaviour_episodes} held-out episodes, described by {', '.join(DESCRIPTORS)}, "
-               f"standardised and projected on their first two principal components ({100 * explained:.0f}% of the "
-               f"variance): overlapping clouds mean the rules found similar behaviours. {budget}*", "",
-               "| task | rule | " + " | ".join(DESCRIPTORS) + " |", "|---|---|" + "---|" * len(DESCRIPTORS)]
+        md += ["## Behaviours", ""] + _figure(
+            fig, out, "behaviour.png", f"Every champion on {behaviour_episodes} held-out episodes, described by "
+            f"{', '.join(DESCRIPTORS)}, standardised and projected on their first two principal components "
+            f"({100 * explained:.0f}% of the variance): overlapping clouds mean the rules found similar behaviours. "
+            f"{budget}")
+        md += ["| task | rule | " + " | ".join(DESCRIPTORS) + " |", "|---|---|" + "---|" * len(DESCRIPTORS)]
         for t, v in labels:
             m = np.mean([x for tt, vv, x in descriptor_rows if (tt, vv) == (t, v)], axis=0)
             md.append(f"| {t} | {v} | " + " | ".join(f"{x:.3g}" for x in m) + " |")
