@@ -286,8 +286,9 @@ def test_experiment_configs_are_valid():
     from nchl.evolution import load_toml
 
     configs = sorted((Path(__file__).parent.parent / "experiments").rglob("*.toml"))
-    assert len(configs) >= 30
-    for path in configs:
-        values = load_toml(path)
+    runs = [(path, load_toml(path)) for path in configs]
+    runs = [(path, values) for path, values in runs if "campaign" not in values]  # campaigns: test_campaign.py
+    assert len(runs) >= 30
+    for path, values in runs:
         values.pop("out")
         EvolveConfig.from_mapping(values, str(path)).spec()
