@@ -163,9 +163,12 @@ def make_report(campaign_dir: str | Path, out: str | Path, behaviour_episodes: i
             md.append(f"| {v} | {fp.genome_length:,} | {fp.state_bytes:,} | {len(g)} | {np.median(g):.2f} | "
                       f"{g.mean():.2f} | {q1:.2f} - {q3:.2f} |")
             sweep.append((v, spec, fp.state_bytes, g))
-        md += ["", "| A | B | U | p | p (Holm) |", "|---|---|---|---|---|"]
-        for t in pairwise_tests(groups):
-            md.append(f"| {t['a']} | {t['b']} | {t['U']:.1f} | {t['p']:.3g} | {t['p_holm']:.3g} |")
+        tests = pairwise_tests(groups)
+        if tests:
+            md += ["", "| A | B | U | p | p (Holm) |", "|---|---|---|---|---|"]
+            md += [f"| {t['a']} | {t['b']} | {t['U']:.1f} | {t['p']:.3g} | {t['p_holm']:.3g} |" for t in tests]
+        else:
+            md += ["", "(one rule finished so far: no pairwise test)"]
         md.append("")
         windows = [(s.window, mem, g) for v, s, mem, g in sweep if s.rule == "wnchl"]
         if windows:
