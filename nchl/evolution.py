@@ -23,12 +23,14 @@ seeds never occur in training (:mod:`nchl.seeds`).
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import math
 import os
 import pickle
 import platform
+import signal
 import sys
 import threading
 import time
@@ -226,6 +228,26 @@ def read_checkpoint(path: Path) -> dict:
         raise CheckpointError(f"{path}: checkpoint cannot be loaded by this nchl: {e}") from None
 
 
+@contextlib.contextmanager
+def _interrupts():
+    """Ctrl-C raises KeyboardInterrupt as usual and is also remembered, so the run stops at the next
+    generation even when the exception lands in code that swallows it."""
+    flag = threading.Event()
+    if threading.current_thread() is not threading.main_thread():
+        yield flag
+        return
+
+    def on_sigint(signum, frame):
+        flag.set()
+        raise KeyboardInterrupt
+
+    previous = signal.signal(signal.SIGINT, on_sigint)
+    try:
+        yield flag
+    finally:
+        signal.signal(signal.SIGINT, previous)
+
+
 def _fmt_time(seconds: float) -> str:
     seconds = int(round(seconds))
     h, rem = divmod(seconds, 3600)
@@ -347,8 +369,10 @@ class Run:
             pool_cm: Any = DaskPool(self.evaluator, cfg.scheduler, log=self.log)
         else:
             pool_cm = WorkerPool(self.evaluator, cfg.workers, log=self.log)
-        with pool_cm as pool:
+        with pool_cm as pool, _interrupts() as interrupted:
             while st["generation"] < cfg.generations:
+                if interrupted.is_set():  # a library swallowed the KeyboardInterrupt (pycma has bare excepts)
+                    raise KeyboardInterrupt
                 g = st["generation"]
                 t0 = time.perf_counter()
                 candidates = opt.ask()

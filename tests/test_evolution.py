@@ -165,6 +165,29 @@ def test_ctrl_c_checkpoints_and_resumes(tmp_path):
     assert len((tmp_path / "run" / "log.jsonl").read_text().splitlines()) == done + 1
 
 
+def test_ctrl_c_swallowed_by_a_library_still_stops_the_run(tmp_path, monkeypatch):
+    """pycma has bare excepts: a Ctrl-C landing in one must still stop the run at the next generation."""
+    import os
+
+    from nchl.optimizers import PyCMA
+
+    real_tell = PyCMA.tell
+
+    def tell_that_swallows(self, candidates, fitness):
+        real_tell(self, candidates, fitness)
+        try:
+            os.kill(os.getpid(), signal.SIGINT)  # the handler raises here ...
+            time.sleep(1)
+        except BaseException:  # ... and a careless library catches it
+            pass
+
+    monkeypatch.setattr(PyCMA, "tell", tell_that_swallows)
+    with pytest.raises(KeyboardInterrupt):
+        evolve(tmp_path, "r", generations=5)
+    assert read_checkpoint(tmp_path / "r" / CHECKPOINT)["generation"] == 1
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # the handler is restored
+
+
 def test_evaluate_json_trace_and_redeploy(tmp_path):
     run_dir, _ = evolve(tmp_path, "e", generations=1)
     r = nchl_cmd("evaluate", str(run_dir / "best.npz"), "--episodes", "3", "--json", "--trace", "t.npz",
