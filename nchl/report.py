@@ -21,7 +21,7 @@ from typing import Callable
 
 import numpy as np
 
-from .campaign import EVALUATION, Cell, read_manifest, summary
+from .campaign import EVALUATION, read_manifest, summary
 from .errors import NchlError
 from .genome import Genome
 from .memory import fig1, footprint
@@ -83,27 +83,31 @@ def descriptors(actions: np.ndarray, distance: float, dt: float) -> np.ndarray:
     return np.array([distance, np.abs(a).mean(), a.std(), (np.abs(a) > 0.9).mean(), dominant, flips])
 
 
-def _episodes(genome: Genome, task: str, seeds: list[int], weights: bool = False):
-    """Recorded episodes of a champion (generated C for speed; the Python reference when the
-    weights are wanted: the same bits)."""
+def _recorded_episodes(genome: Genome, task: str, seeds: list[int]) -> list:
+    """(rollout with its actions, control period) of a champion per seed, run by the generated C."""
+    from nchl_codegen.build import CController
     from nchl_sim import get_task, rollout
 
     env = get_task(task).make_env()
-    dt = float(env.unwrapped.dt)
-    if weights:
-        ctrl = genome.controller()
-        obs, info = env.reset(seed=seeds[0])
-        ctrl.reset(seeds[0])
-        norms, done = [], False
-        while not done:
-            obs, _, term, trunc, info = env.step(ctrl.step(obs))
-            norms.append([float(np.linalg.norm(w)) for w in ctrl.weights])
-            done = term or trunc
-        return np.array(norms), [np.asarray(w).ravel() for w in ctrl.weights], dt
-    from nchl_codegen.build import CController
-
     ctrl = CController(genome.spec, genome.values)
-    return [(rollout(env, ctrl, s, record=True), dt) for s in seeds]
+    return [(rollout(env, ctrl, s, record=True), float(env.unwrapped.dt)) for s in seeds]
+
+
+def _weight_trace(genome: Genome, task: str, seed: int) -> tuple[np.ndarray, np.ndarray, float]:
+    """Per-step norm of each layer's weights, all weights at the end, and the control period, over one
+    episode of the Python reference (the C computes the same bits but does not expose its state here)."""
+    from nchl_sim import get_task
+
+    env = get_task(task).make_env()
+    ctrl = genome.controller()
+    obs, _ = env.reset(seed=seed)
+    ctrl.reset(seed)
+    norms, done = [], False
+    while not done:
+        obs, _, terminated, truncated, _ = env.step(ctrl.step(obs))
+        norms.append([float(np.linalg.norm(w)) for w in ctrl.weights])
+        done = terminated or truncated
+    return np.array(norms), np.concatenate([np.asarray(w).ravel() for w in ctrl.weights]), float(env.unwrapped.dt)
 
 
 def make_report(campaign_dir: str | Path, out: str | Path, behaviour_episodes: int = 3,
@@ -191,7 +195,7 @@ def make_report(campaign_dir: str | Path, out: str | Path, behaviour_episodes: i
         log(f"report: {task}: recording {behaviour_episodes} episodes per champion for the behaviour map")
         for r in cells:
             genome = Genome.load(src / r["cell"].name / "best.npz")
-            for res, dt in _episodes(genome, task, list(range(behaviour_episodes))):
+            for res, dt in _recorded_episodes(genome, task, list(range(behaviour_episodes))):
                 descriptor_rows.append((task, r["cell"].variant, descriptors(res.actions, res.fitness, dt)))
         weight_runs = {}
         for rule in ("nchl", "hl"):
@@ -201,12 +205,12 @@ def make_report(campaign_dir: str | Path, out: str | Path, behaviour_episodes: i
         if weight_runs:
             fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(11, 4))
             for rule, r in weight_runs.items():
-                norms, finals, dt = _episodes(Genome.load(src / r["cell"].name / "best.npz"), task, [0], weights=True)
+                norms, finals, dt = _weight_trace(Genome.load(src / r["cell"].name / "best.npz"), task, 0)
                 t = np.arange(1, len(norms) + 1) * dt
                 for layer in range(norms.shape[1]):
                     ax1.plot(t, norms[:, layer], ls="-" if rule == "nchl" else "--",
                              label=f"{rule} layer {layer} ({r['cell'].name})")
-                ax2.hist(np.concatenate(finals), bins=60, alpha=0.5, label=f"{rule} ({r['cell'].name})", log=True)
+                ax2.hist(finals, bins=60, alpha=0.5, label=f"{rule} ({r['cell'].name})", log=True)
             ax1.set_yscale("log")
             ax1.set_xlabel("time in episode (s)")
             ax1.set_ylabel("weight norm per layer (Frobenius)")
@@ -248,4 +252,4 @@ def make_report(campaign_dir: str | Path, out: str | Path, behaviour_episodes: i
     return path
 
 
-__all__ = ["Cell", "descriptors", "holm", "make_report", "pairwise_tests"]
+__all__ = ["descriptors", "holm", "make_report", "pairwise_tests"]
