@@ -233,8 +233,8 @@ def _interrupts():
     """Ctrl-C raises KeyboardInterrupt as usual and is also remembered, so the run stops at the next
     generation even when the exception lands in code that swallows it."""
     flag = threading.Event()
-    if threading.current_thread() is not threading.main_thread():
-        yield flag
+    if threading.current_thread() is not threading.main_thread() or signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
+        yield flag  # not ours to handle: another thread, or SIGINT ignored on purpose (nohup, background jobs)
         return
 
     def on_sigint(signum, frame):

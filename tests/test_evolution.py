@@ -147,7 +147,9 @@ def test_toml_config_and_cli_errors(tmp_path):
 def test_ctrl_c_checkpoints_and_resumes(tmp_path):
     p = subprocess.Popen([sys.executable, "-m", "nchl.cli", "evolve", "--task", "vsr-low", "--layers", "12,4,10",
                           "--popsize", "4", "--generations", "1000", "--workers", "1", "--out", "run"],
-                         cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                         cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                         # as from a terminal: CI may start us with SIGINT ignored, and children inherit that
+                         preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     deadline = time.time() + 120
     while time.time() < deadline:
         log = tmp_path / "run" / "log.jsonl"
@@ -182,10 +184,14 @@ def test_ctrl_c_swallowed_by_a_library_still_stops_the_run(tmp_path, monkeypatch
             pass
 
     monkeypatch.setattr(PyCMA, "tell", tell_that_swallows)
-    with pytest.raises(KeyboardInterrupt):
-        evolve(tmp_path, "r", generations=5)
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)  # as in a terminal (CI may ignore SIGINT)
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            evolve(tmp_path, "r", generations=5)
+        assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # the run restored it
+    finally:
+        signal.signal(signal.SIGINT, previous)
     assert read_checkpoint(tmp_path / "r" / CHECKPOINT)["generation"] == 1
-    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # the handler is restored
 
 
 def test_evaluate_json_trace_and_redeploy(tmp_path):
