@@ -108,19 +108,11 @@ def _genome_spec(args: argparse.Namespace):
     """The genome file and the spec it runs as: its own, or NcHL <-> WNcHL redeployment
     (``--rule``/``--window``) of the same genome."""
     from .genome import Genome
-    from .spec import Spec
 
     genome = Genome.load(args.genome)
-    spec = genome.spec
     if args.rule is None and args.window is None:
-        return genome, spec
-    rule = args.rule or spec.rule
-    if {rule, spec.rule} - {"nchl", "wnchl"}:
-        raise NchlError(f"a {spec.rule} genome can only run as {spec.rule}"
-                        + (" (or nchl/wnchl)" if spec.rule in ("nchl", "wnchl") else ""))
-    return genome, Spec(rule, spec.topology, window=args.window if rule == "wnchl" else None,
-                        init_range=spec.init_range if rule != "wnchl" else 0.0,
-                        clip=spec.clip if rule != "wnchl" else None)
+        return genome, genome.spec
+    return genome, genome.spec.redeployed(args.rule, args.window)
 
 
 def cmd_evaluate(args: argparse.Namespace) -> int:

@@ -90,16 +90,12 @@ def parse_panel(ref: str, rule: str | None = None, window: int | None = None) ->
         except ValueError:
             raise NchlError(f"{ref}: the window after ':' must be an integer") from None
     genome = Genome.load(path)
-    spec = genome.spec
-    if rule is not None or window is not None:
-        rule = rule or spec.rule
-        if {rule, spec.rule} - {"nchl", "wnchl"}:
-            raise NchlError(f"{ref}: a {spec.rule} genome can only run as {spec.rule}")
-        if rule == "wnchl" and window is None:
-            raise NchlError(f"{ref}: weightless NcHL needs a window, e.g. @wnchl:10")
-        spec = Spec(rule, spec.topology, window=window if rule == "wnchl" else None,
-                    init_range=spec.init_range if rule != "wnchl" else 0.0, clip=spec.clip if rule != "wnchl" else None)
-    return Panel(ref, genome, spec)
+    if rule is None and window is None:
+        return Panel(ref, genome, genome.spec)
+    try:
+        return Panel(ref, genome, genome.spec.redeployed(rule, window))
+    except NchlError as e:
+        raise NchlError(f"{ref}: {e} (a weightless deployment is written GENOME@wnchl:M)") from None
 
 
 def film(panel: Panel, task_name: str, seed: int, steps: int, width: int, height: int, camera: str, fps: float,

@@ -71,6 +71,19 @@ class Spec:
             object.__setattr__(self, "clip", float(c))
         object.__setattr__(self, "blocks", _blocks(self.rule, self.topology))
 
+    def redeployed(self, rule: str | None = None, window: int | None = None) -> "Spec":
+        """The same genome run under another rule: NcHL and WNcHL share one genome layout, so an NcHL
+        genome can be deployed weightless (``window`` m) and back; HL genomes only run as HL."""
+        rule = rule or self.rule
+        if {rule, self.rule} - {"nchl", "wnchl"}:
+            raise SpecError(f"a {self.rule} genome can only run as {self.rule}"
+                            + (" or as nchl/wnchl" if self.rule in ("nchl", "wnchl") else ""))
+        if rule == "wnchl":
+            return Spec("wnchl", self.topology, window=window)
+        if window is not None:
+            raise SpecError(f"a window only applies to rule 'wnchl', not {rule!r}")
+        return Spec(rule, self.topology, init_range=self.init_range, clip=self.clip)
+
     @property
     def genome_length(self) -> int:
         return sum(n for _, n in self.blocks)

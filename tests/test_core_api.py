@@ -135,3 +135,19 @@ def test_genome_controller_can_redeploy_nchl_as_wnchl():
     g = Genome(spec, np.linspace(-1, 1, spec.genome_length))
     c = g.controller(spec=Spec("wnchl", [2, 3, 1], window=4))
     assert c.rule == "wnchl" and c.spec.window == 4
+
+
+def test_redeployment_between_nchl_and_wnchl():
+    from nchl import Spec, SpecError
+
+    nchl = Spec("nchl", [4, 3, 2], init_range=0.5, clip=2.0)
+    w = nchl.redeployed("wnchl", 7)
+    assert (w.rule, w.window, w.init_range, w.clip) == ("wnchl", 7, 0.0, None)
+    assert w.genome_length == nchl.genome_length
+    assert w.redeployed("nchl") == Spec("nchl", [4, 3, 2])
+    with pytest.raises(SpecError, match="needs a window"):
+        nchl.redeployed("wnchl")
+    with pytest.raises(SpecError, match="window only applies"):
+        nchl.redeployed(window=3)
+    with pytest.raises(SpecError, match="a hl genome can only run as hl"):
+        Spec("hl", [4, 3, 2]).redeployed("nchl")
