@@ -59,6 +59,7 @@ CHECKPOINT = "checkpoint.bin"
 _CHECKPOINT_MAGIC = b"NCHL-CHECKPOINT-1\n"
 GENOME_INIT_RANGE = 1.0  # the initial ES mean is uniform in [-1, 1], as in the paper
 BACKENDS = ("c", "python")
+NO_VALIDATION = {"validation_mean": None, "validation_std": None, "validation_of": None}  # log fields, not validated
 
 
 class ConfigError(NchlError):
@@ -340,7 +341,7 @@ class Run:
             if all(o.ok for o in mine):
                 scores[k] = np.array([o.value["fitness"] for o in mine])
         if not scores:
-            return {"validation_mean": None, "validation_std": None, "validation_of": None}, None
+            return dict(NO_VALIDATION), None
         j = max(scores, key=lambda k: (scores[k].mean(), -k))
         fields = {"validation_mean": float(scores[j].mean()), "validation_std": float(scores[j].std()),
                   "validation_of": names[j]}
@@ -392,7 +393,7 @@ class Run:
                 if fitness[i] > st["best_fitness"]:
                     st["best_fitness"] = float(fitness[i])
                     champion = None if cfg.validation_episodes else (candidates[i], st["best_fitness"])
-                validation = {"validation_mean": None, "validation_std": None, "validation_of": None}
+                validation = dict(NO_VALIDATION)
                 if self._validates(g + 1):
                     validation, better = self._validate_best(pool, candidates, np.where(ok, fitness, -np.inf),
                                                              opt.center)

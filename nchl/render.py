@@ -24,6 +24,7 @@ from typing import Callable
 import numpy as np
 
 from .errors import NchlError, NonFiniteObservation
+from .evolution import evaluation_controller
 from .genome import Genome
 from .spec import Spec
 
@@ -109,12 +110,7 @@ def film(panel: Panel, task_name: str, seed: int, steps: int, width: int, height
     if task.env_id != VSR_ID:
         gl_backend()
     env = task.make_env(render_mode="rgb_array", width=width, height=height, camera=camera)
-    if backend == "c":
-        from nchl_codegen.build import CController
-
-        controller = CController(panel.spec, panel.genome.values)
-    else:
-        controller = panel.genome.controller(spec=panel.spec)
+    controller = evaluation_controller(panel.spec, panel.genome.values, backend)
     rate = 1.0 / env.unwrapped.dt
     every = max(1, round(rate / fps))
     obs, info = env.reset(seed=seed)

@@ -23,6 +23,7 @@ import numpy as np
 
 from .campaign import EVALUATION, read_manifest, summary
 from .errors import NchlError
+from .evolution import evaluation_controller
 from .genome import Genome
 from .memory import fig1, footprint
 from .plots import plot_runs
@@ -85,11 +86,10 @@ def descriptors(actions: np.ndarray, distance: float, dt: float) -> np.ndarray:
 
 def _recorded_episodes(genome: Genome, task: str, seeds: list[int]) -> list:
     """(rollout with its actions, control period) of a champion per seed, run by the generated C."""
-    from nchl_codegen.build import CController
     from nchl_sim import get_task, rollout
 
     env = get_task(task).make_env()
-    ctrl = CController(genome.spec, genome.values)
+    ctrl = evaluation_controller(genome.spec, genome.values, "c")
     return [(rollout(env, ctrl, s, record=True), float(env.unwrapped.dt)) for s in seeds]
 
 
@@ -129,7 +129,7 @@ def make_report(campaign_dir: str | Path, out: str | Path, behaviour_episodes: i
           "Statistical test: two-sided Mann-Whitney U test (scipy.stats.mannwhitneyu) between the champions' "
           "held-out means of two rule variants (one value per seed), p-values adjusted with Holm's step-down "
           "correction over all pairs of a task. With few seeds per configuration these tests have little power.", ""]
-    layers = json.loads((src / done[0]["cell"].name / "config.json").read_text())["layers"]
+    layers = first["layers"]
     fig1(str(out / "fig1.png"), layers[0], layers[-1])
     md += ["## Parameters vs depth and width (Fig. 1)", "", "![Fig. 1](fig1.png)", "",
            f"*HL vs NcHL genome length for {layers[0]} inputs and {layers[-1]} outputs.*", ""]
