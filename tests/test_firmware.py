@@ -16,9 +16,10 @@ import pytest
 
 from nchl import Genome, Spec
 from nchl.memory import macs_per_step
-from nchl_codegen.firmware import BOARDS, TARGETS, emulate, size_firmware
+from nchl_codegen import generate, write
+from nchl_codegen.firmware import BOARDS, FLAGS, TARGETS, emulate, size_firmware
 
-TOOLS = ("arm-none-eabi-gcc", "arm-none-eabi-size", "qemu-system-arm")
+TOOLS = ("arm-none-eabi-gcc", "arm-none-eabi-size", "arm-none-eabi-objdump", "qemu-system-arm")
 missing = [t for t in TOOLS if shutil.which(t) is None]
 if missing and os.environ.get("CI"):
     raise RuntimeError(f"CI must have the Cortex-M toolchain; missing {missing} (run setup.sh)")
@@ -69,6 +70,23 @@ def test_other_boards_replay_bit_exact_and_count_instructions(board):
         assert abs(r["instructions_per_step_median"] / m4["instructions_per_step_median"] - 1) < 0.1
     else:  # every float operation is a library call
         assert r["instructions_per_step_median"] > 5 * m4["instructions_per_step_median"]
+
+
+@pytest.mark.parametrize("target", ["cortex-m4f", "cortex-m33", "cortex-m3"])
+def test_multiply_adds_are_chained_never_fused(tmp_path, target):
+    """Where the FPU has VMLA.F32 (product rounded, then added: the reference's two operations) the
+    generated code uses it; a fused VFMA would round once and break bit-exactness. No FPU: no VFP code."""
+    spec = Spec("wnchl", [6, 5, 3], window=6)
+    write(generate(spec, genome_of(spec), "ctl"), tmp_path)
+    subprocess.run(["arm-none-eabi-gcc", *TARGETS[target], *FLAGS, "-c", "ctl.c", "-o", "ctl.o"], cwd=tmp_path,
+                   check=True)
+    asm = subprocess.run(["arm-none-eabi-objdump", "-d", "ctl.o"], cwd=tmp_path, capture_output=True, text=True,
+                         check=True).stdout
+    assert "vfma" not in asm and "vfms" not in asm
+    if target == "cortex-m3":
+        assert "vmla" not in asm and "vmul" not in asm
+    else:
+        assert asm.count("vmla.f32") >= 20
 
 
 def nchl_cmd(*args, cwd):

@@ -9,6 +9,20 @@
 #include <math.h>
 #include "golden_hl.h"
 
+/* acc + a * b, the product rounded before the sum: the reference's two IEEE operations. On an
+ * FPU with VMLA.F32 (Arm FPv4/FPv5, VFP) one instruction does exactly that, being chained, not
+ * fused; GCC never emits it on its own, so it is asked for. Elsewhere plain C, which
+ * -ffp-contract=off keeps unfused. */
+static inline float golden_hl_mla(float acc, float a, float b)
+{
+#if defined(__ARM_FP) && (__ARM_FP & 4) && !defined(__aarch64__)
+    __asm__("vmla.f32 %0, %1, %2" : "+t"(acc) : "t"(a), "t"(b));
+    return acc;
+#else
+    return acc + a * b;
+#endif
+}
+
 /* the state struct must be exactly the analytical size: no padding, nothing extra */
 typedef char golden_hl_state_size_check[(sizeof(golden_hl_state_t) == GOLDEN_HL_STATE_BYTES) ? 1 : -1];
 
@@ -64,15 +78,15 @@ static float golden_hl_tanh(float x)
     x = x > 9.0f ? 9.0f : (x < -9.0f ? -9.0f : x);
     s = x * x;
     p = 1.33565932e-08f;
-    p = p * s + 2.06105433e-05f;
-    p = p * s + 0.00349567947f;
-    p = p * s + 0.133811027f;
-    p = p * s + 1.0f;
+    p = golden_hl_mla(2.06105433e-05f, p, s);
+    p = golden_hl_mla(0.00349567947f, p, s);
+    p = golden_hl_mla(0.133811027f, p, s);
+    p = golden_hl_mla(1.0f, p, s);
     q = 7.77736886e-07f;
-    q = q * s + 0.00032857823f;
-    q = q * s + 0.0258773323f;
-    q = q * s + 0.467144191f;
-    q = q * s + 1.0f;
+    q = golden_hl_mla(0.00032857823f, q, s);
+    q = golden_hl_mla(0.0258773323f, q, s);
+    q = golden_hl_mla(0.467144191f, q, s);
+    q = golden_hl_mla(1.0f, q, s);
     y = (x * p) / q;
     return y > 1.0f ? 1.0f : (y < -1.0f ? -1.0f : y);
 }
@@ -99,15 +113,15 @@ int golden_hl_step(golden_hl_state_t *state, const float obs[GOLDEN_HL_N_IN], fl
             const float *col = w + j;
             float z = 0.0f;
             for (i = 0; i < 3; ++i, col += 2) {
-                z += *col * x[i];
+                z = golden_hl_mla(z, *col, x[i]);
             }
             y[j] = golden_hl_tanh(z);
         }
         for (i = 0; i < 3; ++i) {
             for (j = 0; j < 2; ++j) {
                 const size_t s = 0 + i * 2 + j;
-                const float dw = (((GOLDEN_HL_A[s] * x[i] + GOLDEN_HL_B[s] * y[j]) + GOLDEN_HL_C[s] * (x[i] * y[j])) + GOLDEN_HL_D[s]) * GOLDEN_HL_ETA[s];
-                w[i * 2 + j] = golden_hl_clip(w[i * 2 + j] + dw);
+                const float t = golden_hl_mla(golden_hl_mla(GOLDEN_HL_A[s] * x[i], GOLDEN_HL_B[s], y[j]), GOLDEN_HL_C[s], x[i] * y[j]) + GOLDEN_HL_D[s];
+                w[i * 2 + j] = golden_hl_clip(golden_hl_mla(w[i * 2 + j], t, GOLDEN_HL_ETA[s]));
             }
         }
         x = y;
@@ -122,15 +136,15 @@ int golden_hl_step(golden_hl_state_t *state, const float obs[GOLDEN_HL_N_IN], fl
             const float *col = w + j;
             float z = 0.0f;
             for (i = 0; i < 2; ++i, col += 1) {
-                z += *col * x[i];
+                z = golden_hl_mla(z, *col, x[i]);
             }
             y[j] = golden_hl_tanh(z);
         }
         for (i = 0; i < 2; ++i) {
             for (j = 0; j < 1; ++j) {
                 const size_t s = 6 + i * 1 + j;
-                const float dw = (((GOLDEN_HL_A[s] * x[i] + GOLDEN_HL_B[s] * y[j]) + GOLDEN_HL_C[s] * (x[i] * y[j])) + GOLDEN_HL_D[s]) * GOLDEN_HL_ETA[s];
-                w[i * 1 + j] = golden_hl_clip(w[i * 1 + j] + dw);
+                const float t = golden_hl_mla(golden_hl_mla(GOLDEN_HL_A[s] * x[i], GOLDEN_HL_B[s], y[j]), GOLDEN_HL_C[s], x[i] * y[j]) + GOLDEN_HL_D[s];
+                w[i * 1 + j] = golden_hl_clip(golden_hl_mla(w[i * 1 + j], t, GOLDEN_HL_ETA[s]));
             }
         }
         x = y;

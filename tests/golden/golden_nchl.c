@@ -9,6 +9,20 @@
 #include <math.h>
 #include "golden_nchl.h"
 
+/* acc + a * b, the product rounded before the sum: the reference's two IEEE operations. On an
+ * FPU with VMLA.F32 (Arm FPv4/FPv5, VFP) one instruction does exactly that, being chained, not
+ * fused; GCC never emits it on its own, so it is asked for. Elsewhere plain C, which
+ * -ffp-contract=off keeps unfused. */
+static inline float golden_nchl_mla(float acc, float a, float b)
+{
+#if defined(__ARM_FP) && (__ARM_FP & 4) && !defined(__aarch64__)
+    __asm__("vmla.f32 %0, %1, %2" : "+t"(acc) : "t"(a), "t"(b));
+    return acc;
+#else
+    return acc + a * b;
+#endif
+}
+
 /* the state struct must be exactly the analytical size: no padding, nothing extra */
 typedef char golden_nchl_state_size_check[(sizeof(golden_nchl_state_t) == GOLDEN_NCHL_STATE_BYTES) ? 1 : -1];
 
@@ -42,15 +56,15 @@ static float golden_nchl_tanh(float x)
     x = x > 9.0f ? 9.0f : (x < -9.0f ? -9.0f : x);
     s = x * x;
     p = 1.33565932e-08f;
-    p = p * s + 2.06105433e-05f;
-    p = p * s + 0.00349567947f;
-    p = p * s + 0.133811027f;
-    p = p * s + 1.0f;
+    p = golden_nchl_mla(2.06105433e-05f, p, s);
+    p = golden_nchl_mla(0.00349567947f, p, s);
+    p = golden_nchl_mla(0.133811027f, p, s);
+    p = golden_nchl_mla(1.0f, p, s);
     q = 7.77736886e-07f;
-    q = q * s + 0.00032857823f;
-    q = q * s + 0.0258773323f;
-    q = q * s + 0.467144191f;
-    q = q * s + 1.0f;
+    q = golden_nchl_mla(0.00032857823f, q, s);
+    q = golden_nchl_mla(0.0258773323f, q, s);
+    q = golden_nchl_mla(0.467144191f, q, s);
+    q = golden_nchl_mla(1.0f, q, s);
     y = (x * p) / q;
     return y > 1.0f ? 1.0f : (y < -1.0f ? -1.0f : y);
 }
@@ -77,7 +91,7 @@ int golden_nchl_step(golden_nchl_state_t *state, const float obs[GOLDEN_NCHL_N_I
             const float *col = w + j;
             float z = 0.0f;
             for (i = 0; i < 3; ++i, col += 2) {
-                z += *col * x[i];
+                z = golden_nchl_mla(z, *col, x[i]);
             }
             y[j] = golden_nchl_tanh(z);
         }
@@ -98,8 +112,8 @@ int golden_nchl_step(golden_nchl_state_t *state, const float obs[GOLDEN_NCHL_N_I
                 const float *q = post[0];
                 float *wr = w + i * 2;
                 for (j = 0; j < 2; ++j, q += 2) {
-                    const float dw = (((a_i + q[0]) + c_i * q[1]) + d_i * d_post[j]) * ((eta_i + eta_post[j]) * 0.5f);
-                    wr[j] = wr[j] + dw;
+                    const float t = golden_nchl_mla(golden_nchl_mla(a_i + q[0], c_i, q[1]), d_i, d_post[j]);
+                    wr[j] = golden_nchl_mla(wr[j], t, ((eta_i + eta_post[j]) * 0.5f));
                 }
             }
         }
@@ -115,7 +129,7 @@ int golden_nchl_step(golden_nchl_state_t *state, const float obs[GOLDEN_NCHL_N_I
             const float *col = w + j;
             float z = 0.0f;
             for (i = 0; i < 2; ++i, col += 1) {
-                z += *col * x[i];
+                z = golden_nchl_mla(z, *col, x[i]);
             }
             y[j] = golden_nchl_tanh(z);
         }
@@ -136,8 +150,8 @@ int golden_nchl_step(golden_nchl_state_t *state, const float obs[GOLDEN_NCHL_N_I
                 const float *q = post[0];
                 float *wr = w + i * 1;
                 for (j = 0; j < 1; ++j, q += 2) {
-                    const float dw = (((a_i + q[0]) + c_i * q[1]) + d_i * d_post[j]) * ((eta_i + eta_post[j]) * 0.5f);
-                    wr[j] = wr[j] + dw;
+                    const float t = golden_nchl_mla(golden_nchl_mla(a_i + q[0], c_i, q[1]), d_i, d_post[j]);
+                    wr[j] = golden_nchl_mla(wr[j], t, ((eta_i + eta_post[j]) * 0.5f));
                 }
             }
         }

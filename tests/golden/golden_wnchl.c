@@ -9,6 +9,20 @@
 #include <math.h>
 #include "golden_wnchl.h"
 
+/* acc + a * b, the product rounded before the sum: the reference's two IEEE operations. On an
+ * FPU with VMLA.F32 (Arm FPv4/FPv5, VFP) one instruction does exactly that, being chained, not
+ * fused; GCC never emits it on its own, so it is asked for. Elsewhere plain C, which
+ * -ffp-contract=off keeps unfused. */
+static inline float golden_wnchl_mla(float acc, float a, float b)
+{
+#if defined(__ARM_FP) && (__ARM_FP & 4) && !defined(__aarch64__)
+    __asm__("vmla.f32 %0, %1, %2" : "+t"(acc) : "t"(a), "t"(b));
+    return acc;
+#else
+    return acc + a * b;
+#endif
+}
+
 /* the state struct must be exactly the analytical size: no padding, nothing extra */
 typedef char golden_wnchl_state_size_check[(sizeof(golden_wnchl_state_t) == GOLDEN_WNCHL_STATE_BYTES) ? 1 : -1];
 
@@ -46,15 +60,15 @@ static float golden_wnchl_tanh(float x)
     x = x > 9.0f ? 9.0f : (x < -9.0f ? -9.0f : x);
     s = x * x;
     p = 1.33565932e-08f;
-    p = p * s + 2.06105433e-05f;
-    p = p * s + 0.00349567947f;
-    p = p * s + 0.133811027f;
-    p = p * s + 1.0f;
+    p = golden_wnchl_mla(2.06105433e-05f, p, s);
+    p = golden_wnchl_mla(0.00349567947f, p, s);
+    p = golden_wnchl_mla(0.133811027f, p, s);
+    p = golden_wnchl_mla(1.0f, p, s);
     q = 7.77736886e-07f;
-    q = q * s + 0.00032857823f;
-    q = q * s + 0.0258773323f;
-    q = q * s + 0.467144191f;
-    q = q * s + 1.0f;
+    q = golden_wnchl_mla(0.00032857823f, q, s);
+    q = golden_wnchl_mla(0.0258773323f, q, s);
+    q = golden_wnchl_mla(0.467144191f, q, s);
+    q = golden_wnchl_mla(1.0f, q, s);
     y = (x * p) / q;
     return y > 1.0f ? 1.0f : (y < -1.0f ? -1.0f : y);
 }
@@ -92,54 +106,55 @@ int golden_wnchl_step(golden_wnchl_state_t *state, const float obs[GOLDEN_WNCHL_
         for (i = 0; i < 3; ++i) {
             const float ax = a_pre[i] * x[i];
             const float cx = c_pre[i] * x[i];
-            s_eta += eta_pre[i] * x[i];
+            s_eta = golden_wnchl_mla(s_eta, eta_pre[i], x[i]);
             s_1 += x[i];
-            d_eta += (eta_pre[i] * d_pre[i]) * x[i];
-            d_1 += d_pre[i] * x[i];
+            d_eta = golden_wnchl_mla(d_eta, eta_pre[i] * d_pre[i], x[i]);
+            d_1 = golden_wnchl_mla(d_1, d_pre[i], x[i]);
             tx[i][0] = eta_pre[i] * ax;
             tx[i][1] = ax;
             tx[i][2] = eta_pre[i] * cx;
             tx[i][3] = cx;
         }
         /* low rank: per past step k, four dot products of its input with the current one;
-         * two past steps per pass share the loads of the input terms */
+         * past steps go 2, 1 per pass: the block shares the loads of the input terms */
         for (k = 0; k + 1 < count; k += 2) {
-            const float *xa = state->acts[k] + 0;
-            const float *xb = state->acts[k + 1] + 0;
             const float *t = tx[0];
+            const float *x0 = state->acts[k] + 0;
+            const float *x1 = state->acts[k + 1] + 0;
             float alpha0 = 0.0f, beta0 = 0.0f, gamma0 = 0.0f, delta0 = 0.0f;
             float alpha1 = 0.0f, beta1 = 0.0f, gamma1 = 0.0f, delta1 = 0.0f;
             for (i = 0; i < 3; ++i, t += 4) {
-                const float va = xa[i], vb = xb[i];
                 const float t0 = t[0], t1 = t[1], t2 = t[2], t3 = t[3];
-                alpha0 += va * t0;
-                beta0 += va * t1;
-                gamma0 += va * t2;
-                delta0 += va * t3;
-                alpha1 += vb * t0;
-                beta1 += vb * t1;
-                gamma1 += vb * t2;
-                delta1 += vb * t3;
+                const float v0 = x0[i], v1 = x1[i];
+                alpha0 = golden_wnchl_mla(alpha0, v0, t0);
+                beta0 = golden_wnchl_mla(beta0, v0, t1);
+                gamma0 = golden_wnchl_mla(gamma0, v0, t2);
+                delta0 = golden_wnchl_mla(delta0, v0, t3);
+                alpha1 = golden_wnchl_mla(alpha1, v1, t0);
+                beta1 = golden_wnchl_mla(beta1, v1, t1);
+                gamma1 = golden_wnchl_mla(gamma1, v1, t2);
+                delta1 = golden_wnchl_mla(delta1, v1, t3);
             }
             sum_alpha += alpha0;
             sum_beta += beta0;
-            sum_alpha += alpha1;
-            sum_beta += beta1;
             gam[k] = gamma0;
             del[k] = delta0;
+            sum_alpha += alpha1;
+            sum_beta += beta1;
             gam[k + 1] = gamma1;
             del[k + 1] = delta1;
         }
-        if (k < count) { /* an odd window: its last step alone */
-            const float *xa = state->acts[k] + 0;
+        if (k < count) {
             const float *t = tx[0];
+            const float *x0 = state->acts[k] + 0;
             float alpha0 = 0.0f, beta0 = 0.0f, gamma0 = 0.0f, delta0 = 0.0f;
             for (i = 0; i < 3; ++i, t += 4) {
-                const float va = xa[i];
-                alpha0 += va * t[0];
-                beta0 += va * t[1];
-                gamma0 += va * t[2];
-                delta0 += va * t[3];
+                const float t0 = t[0], t1 = t[1], t2 = t[2], t3 = t[3];
+                const float v0 = x0[i];
+                alpha0 = golden_wnchl_mla(alpha0, v0, t0);
+                beta0 = golden_wnchl_mla(beta0, v0, t1);
+                gamma0 = golden_wnchl_mla(gamma0, v0, t2);
+                delta0 = golden_wnchl_mla(delta0, v0, t3);
             }
             sum_alpha += alpha0;
             sum_beta += beta0;
@@ -149,13 +164,13 @@ int golden_wnchl_step(golden_wnchl_state_t *state, const float obs[GOLDEN_WNCHL_
         /* then every output sums its window terms in a register, past steps in order */
         for (j = 0; j < 2; ++j) {
             const float e_j = eta_post[j], c_j = c_post[j];
-            const float bs = b_post[j] * (s_eta + e_j * s_1);
+            const float bs = b_post[j] * golden_wnchl_mla(s_eta, e_j, s_1);
             float acc = 0.0f;
             for (k = 0; k < count; ++k) {
-                acc += state->acts[k][3 + j] * (bs + c_j * (gam[k] + e_j * del[k]));
+                acc = golden_wnchl_mla(acc, state->acts[k][3 + j], golden_wnchl_mla(bs, c_j, golden_wnchl_mla(gam[k], e_j, del[k])));
             }
-            y[j] = golden_wnchl_tanh((((sum_alpha + e_j * sum_beta) + acc)
-                                      + (kf * d_post[j]) * (d_eta + e_j * d_1)) * 0.5f);
+            y[j] = golden_wnchl_tanh(golden_wnchl_mla(golden_wnchl_mla(sum_alpha, e_j, sum_beta) + acc,
+                                      kf * d_post[j], golden_wnchl_mla(d_eta, e_j, d_1)) * 0.5f);
         }
         /* no window sum needs this layer's old input any more: store the current one in the ring */
         for (i = 0; i < 3; ++i) {
@@ -181,54 +196,55 @@ int golden_wnchl_step(golden_wnchl_state_t *state, const float obs[GOLDEN_WNCHL_
         for (i = 0; i < 2; ++i) {
             const float ax = a_pre[i] * x[i];
             const float cx = c_pre[i] * x[i];
-            s_eta += eta_pre[i] * x[i];
+            s_eta = golden_wnchl_mla(s_eta, eta_pre[i], x[i]);
             s_1 += x[i];
-            d_eta += (eta_pre[i] * d_pre[i]) * x[i];
-            d_1 += d_pre[i] * x[i];
+            d_eta = golden_wnchl_mla(d_eta, eta_pre[i] * d_pre[i], x[i]);
+            d_1 = golden_wnchl_mla(d_1, d_pre[i], x[i]);
             tx[i][0] = eta_pre[i] * ax;
             tx[i][1] = ax;
             tx[i][2] = eta_pre[i] * cx;
             tx[i][3] = cx;
         }
         /* low rank: per past step k, four dot products of its input with the current one;
-         * two past steps per pass share the loads of the input terms */
+         * past steps go 2, 1 per pass: the block shares the loads of the input terms */
         for (k = 0; k + 1 < count; k += 2) {
-            const float *xa = state->acts[k] + 3;
-            const float *xb = state->acts[k + 1] + 3;
             const float *t = tx[0];
+            const float *x0 = state->acts[k] + 3;
+            const float *x1 = state->acts[k + 1] + 3;
             float alpha0 = 0.0f, beta0 = 0.0f, gamma0 = 0.0f, delta0 = 0.0f;
             float alpha1 = 0.0f, beta1 = 0.0f, gamma1 = 0.0f, delta1 = 0.0f;
             for (i = 0; i < 2; ++i, t += 4) {
-                const float va = xa[i], vb = xb[i];
                 const float t0 = t[0], t1 = t[1], t2 = t[2], t3 = t[3];
-                alpha0 += va * t0;
-                beta0 += va * t1;
-                gamma0 += va * t2;
-                delta0 += va * t3;
-                alpha1 += vb * t0;
-                beta1 += vb * t1;
-                gamma1 += vb * t2;
-                delta1 += vb * t3;
+                const float v0 = x0[i], v1 = x1[i];
+                alpha0 = golden_wnchl_mla(alpha0, v0, t0);
+                beta0 = golden_wnchl_mla(beta0, v0, t1);
+                gamma0 = golden_wnchl_mla(gamma0, v0, t2);
+                delta0 = golden_wnchl_mla(delta0, v0, t3);
+                alpha1 = golden_wnchl_mla(alpha1, v1, t0);
+                beta1 = golden_wnchl_mla(beta1, v1, t1);
+                gamma1 = golden_wnchl_mla(gamma1, v1, t2);
+                delta1 = golden_wnchl_mla(delta1, v1, t3);
             }
             sum_alpha += alpha0;
             sum_beta += beta0;
-            sum_alpha += alpha1;
-            sum_beta += beta1;
             gam[k] = gamma0;
             del[k] = delta0;
+            sum_alpha += alpha1;
+            sum_beta += beta1;
             gam[k + 1] = gamma1;
             del[k + 1] = delta1;
         }
-        if (k < count) { /* an odd window: its last step alone */
-            const float *xa = state->acts[k] + 3;
+        if (k < count) {
             const float *t = tx[0];
+            const float *x0 = state->acts[k] + 3;
             float alpha0 = 0.0f, beta0 = 0.0f, gamma0 = 0.0f, delta0 = 0.0f;
             for (i = 0; i < 2; ++i, t += 4) {
-                const float va = xa[i];
-                alpha0 += va * t[0];
-                beta0 += va * t[1];
-                gamma0 += va * t[2];
-                delta0 += va * t[3];
+                const float t0 = t[0], t1 = t[1], t2 = t[2], t3 = t[3];
+                const float v0 = x0[i];
+                alpha0 = golden_wnchl_mla(alpha0, v0, t0);
+                beta0 = golden_wnchl_mla(beta0, v0, t1);
+                gamma0 = golden_wnchl_mla(gamma0, v0, t2);
+                delta0 = golden_wnchl_mla(delta0, v0, t3);
             }
             sum_alpha += alpha0;
             sum_beta += beta0;
@@ -238,13 +254,13 @@ int golden_wnchl_step(golden_wnchl_state_t *state, const float obs[GOLDEN_WNCHL_
         /* then every output sums its window terms in a register, past steps in order */
         for (j = 0; j < 1; ++j) {
             const float e_j = eta_post[j], c_j = c_post[j];
-            const float bs = b_post[j] * (s_eta + e_j * s_1);
+            const float bs = b_post[j] * golden_wnchl_mla(s_eta, e_j, s_1);
             float acc = 0.0f;
             for (k = 0; k < count; ++k) {
-                acc += state->acts[k][5 + j] * (bs + c_j * (gam[k] + e_j * del[k]));
+                acc = golden_wnchl_mla(acc, state->acts[k][5 + j], golden_wnchl_mla(bs, c_j, golden_wnchl_mla(gam[k], e_j, del[k])));
             }
-            y[j] = golden_wnchl_tanh((((sum_alpha + e_j * sum_beta) + acc)
-                                      + (kf * d_post[j]) * (d_eta + e_j * d_1)) * 0.5f);
+            y[j] = golden_wnchl_tanh(golden_wnchl_mla(golden_wnchl_mla(sum_alpha, e_j, sum_beta) + acc,
+                                      kf * d_post[j], golden_wnchl_mla(d_eta, e_j, d_1)) * 0.5f);
         }
         /* no window sum needs this layer's old input any more: store the current one in the ring */
         for (i = 0; i < 2; ++i) {
