@@ -5,9 +5,9 @@ per task the best-so-far curves of each rule (mean +- std over seeds, validation
 dashed), box plots of every champion on its held-out episodes, a table with
 parameters, state memory and champion statistics plus pairwise two-sided
 Mann-Whitney U tests with Holm's correction; the WNcHL window sweep
-(performance vs state memory, NcHL as reference); a behaviour map (per-episode
-descriptors of every champion projected on their two principal components); and
-how the weights of the best NcHL and HL champions evolve within an episode.
+(performance vs state memory, NcHL as reference); a behaviour map per task
+(per-episode descriptors of every champion projected on their two principal
+components); and how the weights of the best NcHL and HL champions evolve within an episode.
 Every caption states the budget, so a small campaign never passes for the paper's.
 """
 
@@ -110,6 +110,42 @@ def _weight_trace(genome: Genome, task: str, seed: int) -> tuple[np.ndarray, np.
     return np.array(norms), np.concatenate([np.asarray(w).ravel() for w in ctrl.weights]), float(env.unwrapped.dt)
 
 
+def _behaviour_map(task: str, cells: list[dict], src: Path, out: Path, episodes: int, budget: str) -> list[str]:
+    """One task's behaviour map and descriptor table: every champion on ``episodes`` held-out episodes,
+    standardised descriptors projected on their first two principal components. Per task, because
+    walking a soft body and an Ant differ more than any two rules do."""
+    plt = _plt()
+    rows = []
+    for r in cells:
+        genome = Genome.load(src / r["cell"].name / "best.npz")
+        for res, dt in _recorded_episodes(genome, task, list(range(episodes))):
+            rows.append((r["cell"].variant, descriptors(res.actions, res.fitness, dt)))
+    d = np.array([x for _, x in rows])
+    z = (d - d.mean(0)) / np.where(d.std(0) > 0, d.std(0), 1.0)
+    _, sv, vt = np.linalg.svd(z, full_matrices=False)
+    pc = z @ vt[:2].T if len(vt) >= 2 else np.column_stack([z @ vt[:1].T, np.zeros(len(z))])
+    explained = (sv[:2] ** 2).sum() / max((sv ** 2).sum(), 1e-12)
+    fig, ax = plt.subplots(figsize=(6.5, 5))
+    variants = sorted({v for v, _ in rows})
+    for i, v in enumerate(variants):
+        k = [j for j, (vv, _) in enumerate(rows) if vv == v]
+        ax.scatter(pc[k, 0], pc[k, 1], s=14, label=v, marker="os^Dv<>"[i % 7])
+    ax.set_xlabel("PC 1")
+    ax.set_ylabel("PC 2")
+    ax.legend(fontsize=7)
+    ax.grid(alpha=0.3)
+    caption = (f"{task}: every champion on {episodes} held-out episodes, "
+               f"described by {', '.join(DESCRIPTORS)}, standardised and projected on their first two principal "
+               f"components ({100 * explained:.0f}% of the variance): overlapping clouds mean the rules found "
+               f"similar behaviours. {budget}")
+    md = [f"### {task}: behaviours", ""] + _figure(fig, out, f"behaviour-{task}.png", caption)
+    md += ["| rule | " + " | ".join(DESCRIPTORS) + " |", "|---|" + "---|" * len(DESCRIPTORS)]
+    for v in variants:
+        m = np.mean([x for vv, x in rows if vv == v], axis=0)
+        md.append(f"| {v} | " + " | ".join(f"{x:.3g}" for x in m) + " |")
+    return md + [""]
+
+
 def make_report(campaign_dir: str | Path, out: str | Path, behaviour_episodes: int = 3,
                 log: Callable[[str], None] = print) -> Path:
     src, out = Path(campaign_dir), Path(out)
@@ -136,7 +172,6 @@ def make_report(campaign_dir: str | Path, out: str | Path, behaviour_episodes: i
     by_task: dict[str, list[dict]] = defaultdict(list)
     for r in done:
         by_task[r["cell"].task].append(r)
-    descriptor_rows = []
     for task, cells in by_task.items():
         variants = sorted({r["cell"].variant for r in cells})
         md += [f"## {task}", ""]
@@ -193,10 +228,7 @@ def make_report(campaign_dir: str | Path, out: str | Path, behaviour_episodes: i
             md += _figure(fig, out, f"window-sweep-{task}.png", f"{task}: WNcHL performance vs state memory for "
                           f"each window m (mean +- std over seeds), NcHL dashed. {budget}")
         log(f"report: {task}: recording {behaviour_episodes} episodes per champion for the behaviour map")
-        for r in cells:
-            genome = Genome.load(src / r["cell"].name / "best.npz")
-            for res, dt in _recorded_episodes(genome, task, list(range(behaviour_episodes))):
-                descriptor_rows.append((task, r["cell"].variant, descriptors(res.actions, res.fitness, dt)))
+        md += _behaviour_map(task, cells, src, out, behaviour_episodes, budget)
         weight_runs = {}
         for rule in ("nchl", "hl"):
             mine = [r for r in cells if r["cell"].rule == rule]
@@ -222,31 +254,6 @@ def make_report(campaign_dir: str | Path, out: str | Path, behaviour_episodes: i
             md += _figure(fig, out, f"weights-{task}.png", f"{task}: weights of the best NcHL and HL champions within "
                           f"one held-out episode (seed 0): norm per layer over time, and the distribution at the end. "
                           f"{budget}")
-    if descriptor_rows:
-        d = np.array([x for *_, x in descriptor_rows])
-        z = (d - d.mean(0)) / np.where(d.std(0) > 0, d.std(0), 1.0)
-        _, sv, vt = np.linalg.svd(z, full_matrices=False)
-        pc = z @ vt[:2].T
-        explained = (sv[:2] ** 2).sum() / max((sv ** 2).sum(), 1e-12)
-        fig, ax = plt.subplots(figsize=(6.5, 5))
-        labels = sorted({(t, v) for t, v, _ in descriptor_rows})
-        for i, (t, v) in enumerate(labels):
-            k = [j for j, (tt, vv, _) in enumerate(descriptor_rows) if (tt, vv) == (t, v)]
-            ax.scatter(pc[k, 0], pc[k, 1], s=14, label=f"{t}: {v}", marker="os^Dv<>"[i % 7])
-        ax.set_xlabel("PC 1")
-        ax.set_ylabel("PC 2")
-        ax.legend(fontsize=7)
-        ax.grid(alpha=0.3)
-        md += ["## Behaviours", ""] + _figure(
-            fig, out, "behaviour.png", f"Every champion on {behaviour_episodes} held-out episodes, described by "
-            f"{', '.join(DESCRIPTORS)}, standardised and projected on their first two principal components "
-            f"({100 * explained:.0f}% of the variance): overlapping clouds mean the rules found similar behaviours. "
-            f"{budget}")
-        md += ["| task | rule | " + " | ".join(DESCRIPTORS) + " |", "|---|---|" + "---|" * len(DESCRIPTORS)]
-        for t, v in labels:
-            m = np.mean([x for tt, vv, x in descriptor_rows if (tt, vv) == (t, v)], axis=0)
-            md.append(f"| {t} | {v} | " + " | ".join(f"{x:.3g}" for x in m) + " |")
-        md.append("")
     path = out / "report.md"
     path.write_text("\n".join(md) + "\n")
     return path
