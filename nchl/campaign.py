@@ -29,6 +29,7 @@ import statistics
 import subprocess
 import sys
 import time
+from collections import defaultdict
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
@@ -183,6 +184,16 @@ def _fmt(seconds: float) -> str:
     return f"{h}h{m:02d}m" if h else f"{m}m{s:02d}s"
 
 
+def time_left(durations: dict[str, list[float]], left: list[Cell], parallel: int) -> tuple[float, list[str]]:
+    """Seconds the ``left`` runs should take, from the median run time of each task (runs of one task cost
+    alike, tasks do not: an Ant run takes several VSR runs' time), and the tasks with no finished run yet,
+    estimated from the median of all runs."""
+    finished = {t: ds for t, ds in durations.items() if ds}
+    overall = statistics.median(d for ds in finished.values() for d in ds)
+    seconds = sum(statistics.median(finished[c.task]) if c.task in finished else overall for c in left) / parallel
+    return seconds, sorted({c.task for c in left} - set(finished))
+
+
 def run_campaign(path: str | os.PathLike, out: str | os.PathLike, workers: int = 2, parallel: int = 1,
                  scheduler: str | None = None, log: Callable[[str], None] = print) -> dict:
     campaign, out = load_campaign(path), Path(out)
@@ -202,15 +213,17 @@ def run_campaign(path: str | os.PathLike, out: str | os.PathLike, workers: int =
     todo = [c for c in cells if cell_state(out, c) != "done"]
     log(f"campaign {out}: {len(cells)} runs, {len(cells) - len(todo)} done, {len(todo)} to run "
         f"({sum(cell_state(out, c) == 'started' for c in todo)} resumed), {parallel} at a time")
-    durations: list[float] = []
+    durations: dict[str, list[float]] = defaultdict(list)  # task -> seconds per run finished here
     running: dict[str, tuple[subprocess.Popen, float]] = {}
     pending = list(todo)
 
     def progress() -> None:
         done = len(cells) - len(pending) - len(running)
-        eta = (statistics.median(durations) * (len(pending) + len(running)) / parallel) if durations else None
-        log(f"[campaign] {done}/{len(cells)} done, {len(running)} running, {len(pending)} left"
-            + (f", ETA {_fmt(eta)}" if eta is not None else ""))
+        line = f"[campaign] {done}/{len(cells)} done, {len(running)} running, {len(pending)} left"
+        if durations:
+            eta, unseen = time_left(durations, pending + [c for c in cells if c.name in running], parallel)
+            line += f", ETA {_fmt(eta)}" + (f" (rough: no {', '.join(unseen)} run finished yet)" if unseen else "")
+        log(line)
 
     if parallel == 1:
         while pending:
@@ -219,7 +232,7 @@ def run_campaign(path: str | os.PathLike, out: str | os.PathLike, workers: int =
             t0 = time.perf_counter()
             run_cell(out, campaign, cell, workers, scheduler, log)
             pending.pop(0)
-            durations.append(time.perf_counter() - t0)
+            durations[cell.task].append(time.perf_counter() - t0)
             progress()
     else:
         failed = []
@@ -240,7 +253,8 @@ def run_campaign(path: str | os.PathLike, out: str | os.PathLike, workers: int =
                         failed.append(name)
                         log(f"[campaign] {name}: FAILED (exit {proc.returncode}); see {out / name / 'campaign.log'}")
                     else:
-                        durations.append(time.perf_counter() - t0)
+                        durations[next(c.task for c in cells if c.name == name)].append(
+                            time.perf_counter() - t0)
                     progress()
         if failed:
             raise NchlError(f"{len(failed)} runs failed: {', '.join(failed)}; rerun the same command to retry them")

@@ -7,7 +7,7 @@ import sys
 import numpy as np
 import pytest
 
-from nchl.campaign import Campaign, cell_state, load_campaign, run_campaign
+from nchl.campaign import Campaign, Cell, cell_state, load_campaign, run_campaign, time_left
 from nchl.errors import NchlError
 from nchl.evolution import Run
 from nchl.report import holm, pairwise_tests
@@ -94,6 +94,14 @@ def test_skip_resume_equals_uninterrupted_and_parallel(tmp_path):
     (tmp_path / "other.toml").write_text(TINY)
     with pytest.raises(NchlError, match="holds a different campaign"):
         run_campaign(tmp_path / "other.toml", tmp_path / "full", workers=1, **quiet)
+
+
+def test_time_left_uses_each_tasks_own_run_time():
+    left = [Cell("vsr-low", "nchl", None, 2), Cell("ant", "nchl", None, 0), Cell("ant", "hl", None, 0)]
+    seconds, unseen = time_left({"vsr-low": [10.0, 30.0, 20.0], "ant": [100.0]}, left, parallel=1)
+    assert seconds == 20.0 + 100.0 + 100.0 and unseen == []
+    seconds, unseen = time_left({"vsr-low": [10.0, 30.0, 20.0], "ant": []}, left, parallel=2)
+    assert seconds == (20.0 + 20.0 + 20.0) / 2 and unseen == ["ant"]
 
 
 def test_report_on_a_tiny_campaign(tmp_path):
