@@ -131,6 +131,13 @@ class Campaign:
             raise ConfigError(str(e)) from None
         return cfg
 
+    def extends(self, other: "Campaign") -> bool:
+        """Whether this grid holds every run of ``other`` with the same settings, so ``other``'s finished
+        runs are this campaign's too (a run depends only on its cell and the shared settings)."""
+        return (self.evolve == other.evolve and self.episodes == other.episodes
+                and all(set(getattr(self, k)) >= set(getattr(other, k))
+                        for k in ("tasks", "rules", "windows", "seeds")))
+
     def settings(self) -> dict:
         return {"tasks": list(self.tasks), "rules": list(self.rules), "windows": list(self.windows),
                 "seeds": list(self.seeds), "evolve": self.evolve, "episodes": self.episodes}
@@ -204,8 +211,14 @@ def run_campaign(path: str | os.PathLike, out: str | os.PathLike, workers: int =
     if (out / MANIFEST).is_file():
         saved, _ = read_manifest(out)
         if saved.settings() != campaign.settings():
-            raise NchlError(f"{out} holds a different campaign ({out / MANIFEST}); use another --out "
-                            "or the campaign file it was started with")
+            if not campaign.extends(saved):
+                raise NchlError(f"{out} holds a different campaign ({out / MANIFEST}); use another --out, the "
+                                "campaign file it was started with, or one that only adds tasks, rules, windows "
+                                "or seeds")
+            added = [c.name for c in campaign.cells() if c not in set(saved.cells())]
+            log(f"campaign {out}: extended by {len(added)} runs ({', '.join(added[:4])}"
+                f"{', ...' if len(added) > 4 else ''}); its finished runs are kept")
+            atomic_write(out / MANIFEST, (json.dumps(manifest, indent=1) + "\n").encode())
     else:
         out.mkdir(parents=True, exist_ok=True)
         atomic_write(out / MANIFEST, (json.dumps(manifest, indent=1) + "\n").encode())

@@ -74,6 +74,20 @@ def pairwise_tests(groups: dict[str, list[float]]) -> list[dict]:
     return rows
 
 
+def best_champion_tests(cells: list[dict]) -> tuple[dict[str, dict], list[dict]]:
+    """Each rule variant's best run (by held-out mean) and pairwise tests between those champions' episode
+    distances; no tests where every episode of a champion is the same (a deterministic task such as the VSR)."""
+    best: dict[str, dict] = {}
+    for r in cells:
+        v = r["cell"].variant
+        if v not in best or r["evaluation"]["mean"] > best[v]["evaluation"]["mean"]:
+            best[v] = r
+    episodes = {v: [e["fitness"] for e in r["evaluation"]["per_episode"]] for v, r in best.items()}
+    if len(best) < 2 or all(np.ptp(x) == 0 for x in episodes.values()):
+        return best, []
+    return best, pairwise_tests(episodes)
+
+
 def descriptors(actions: np.ndarray, distance: float, dt: float) -> np.ndarray:
     """Per-episode behaviour descriptors (see :data:`DESCRIPTORS`)."""
     a = np.asarray(actions, dtype=float)
@@ -209,6 +223,17 @@ def make_report(campaign_dir: str | Path, out: str | Path, behaviour_episodes: i
         else:
             md += ["", "(one rule finished so far: no pairwise test)"]
         md.append("")
+        best, episode_tests = best_champion_tests(cells)
+        if episode_tests:
+            names = ", ".join(f"{v}: {r['cell'].name}" for v, r in best.items())
+            md += [f"Best champion of each rule ({names}) "
+                   f"on its {campaign.episodes} held-out episodes, as in the paper's Fig. 5: two-sided Mann-Whitney U "
+                   "between episode distances, Holm-corrected. This compares single controllers, not rules: the "
+                   "seed-level test above is the one about rules.", "",
+                   "| A | B | U | p | p (Holm) |", "|---|---|---|---|---|"]
+            md += [f"| {t['a']} | {t['b']} | {t['U']:.1f} | {t['p']:.3g} | {t['p_holm']:.3g} |"
+                   for t in episode_tests]
+            md.append("")
         windows = [(s.window, mem, g) for v, s, mem, g in sweep if s.rule == "wnchl"]
         if windows:
             fig, ax = plt.subplots(figsize=(6, 4))
@@ -259,4 +284,4 @@ def make_report(campaign_dir: str | Path, out: str | Path, behaviour_episodes: i
     return path
 
 
-__all__ = ["descriptors", "holm", "make_report", "pairwise_tests"]
+__all__ = ["best_champion_tests", "descriptors", "holm", "make_report", "pairwise_tests"]

@@ -10,7 +10,7 @@ import pytest
 from nchl.campaign import Campaign, Cell, cell_state, load_campaign, run_campaign, time_left
 from nchl.errors import NchlError
 from nchl.evolution import Run
-from nchl.report import holm, pairwise_tests
+from nchl.report import best_champion_tests, holm, pairwise_tests
 
 TINY = """
 [campaign]
@@ -91,9 +91,20 @@ def test_skip_resume_equals_uninterrupted_and_parallel(tmp_path):
         assert a == json.loads((tmp_path / "full" / c.name / "evaluation.json").read_text())
     par = run_campaign(tmp_path / "c.toml", tmp_path / "par", workers=1, parallel=2, **quiet)
     assert par["ran"] == 2 and logs(tmp_path / "par") == logs(tmp_path / "full")
-    (tmp_path / "other.toml").write_text(TINY)
+    (tmp_path / "other.toml").write_text(TINY.replace("generations = 2", "generations = 3"))
     with pytest.raises(NchlError, match="holds a different campaign"):
         run_campaign(tmp_path / "other.toml", tmp_path / "full", workers=1, **quiet)
+    # more seeds, same settings: only the new runs run, the finished ones are kept as they are
+    before = logs(tmp_path / "full")
+    (tmp_path / "more.toml").write_text(TINY)
+    messages = []
+    assert run_campaign(tmp_path / "more.toml", tmp_path / "full", workers=1, log=messages.append)["ran"] == 2
+    assert any("extended by 2 runs" in m for m in messages)
+    after = logs(tmp_path / "full")
+    assert sorted(after) == sorted(c.name for c in load_campaign(tmp_path / "more.toml").cells())
+    assert {k: after[k] for k in before} == before
+    with pytest.raises(NchlError, match="holds a different campaign"):  # a smaller grid would drop runs
+        run_campaign(tmp_path / "c.toml", tmp_path / "full", workers=1, **quiet)
 
 
 def test_time_left_uses_each_tasks_own_run_time():
@@ -141,3 +152,17 @@ def test_holm_and_pairwise_tests():
     ab = next(r for r in rows if (r["a"], r["b"]) == ("a", "b"))
     assert ab["U"] == 0.0 and ab["p"] == pytest.approx(0.0079, abs=1e-3) and ab["p_holm"] >= ab["p"]
     assert len(rows) == 3 and np.all([r["p_holm"] <= 1 for r in rows])
+
+
+def test_best_champion_tests_compare_episode_distributions_of_each_rules_best_run():
+    def run(rule, seed, values):
+        return {"cell": Cell("ant", rule, None, seed),
+                "evaluation": {"mean": float(np.mean(values)), "per_episode": [{"fitness": v} for v in values]}}
+    rng = np.random.default_rng(0)
+    cells = [run("hl", 0, rng.normal(0, 1, 30)), run("hl", 1, rng.normal(1, 1, 30)),
+             run("nchl", 0, rng.normal(5, 1, 30)), run("nchl", 1, rng.normal(-2, 1, 30))]
+    best, tests = best_champion_tests(cells)
+    assert {v: r["cell"].seed for v, r in best.items()} == {"hl": 1, "nchl": 0}
+    assert len(tests) == 1 and tests[0]["p_holm"] < 1e-6
+    deterministic = [run("hl", 0, [3.0] * 5), run("nchl", 0, [4.0] * 5)]
+    assert best_champion_tests(deterministic)[1] == []
