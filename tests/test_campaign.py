@@ -141,7 +141,7 @@ def test_shipped_campaign_files_are_valid():
 
     root = Path(__file__).parent.parent / "experiments"
     paper, small = load_campaign(root / "paper.toml"), load_campaign(root / "paper-small.toml")
-    assert len(paper.cells()) == 5 * (1 + 1 + 6) * 10 and len(small.cells()) == 4 * 4 * 3
+    assert len(paper.cells()) == 5 * (1 + 1 + 6) * 10 and len(small.cells()) == 4 * 4 * 5
     assert small.cells()[0].task.startswith("vsr")  # the VSR part runs first
 
 
