@@ -225,6 +225,15 @@ def nchl_delta(q: Mapping[str, np.ndarray], x: np.ndarray, y: np.ndarray) -> np.
     return d
 
 
+def window_weights(q: Mapping[str, np.ndarray], xp: np.ndarray, yp: np.ndarray) -> np.ndarray:
+    """``W = sum_k dW(k)``: the weights of one layer that a window of past pre (``xp``) and post
+    (``yp``) activations stands for, at ``O(m n p)``. ``q`` needs :func:`add_synapse_constants`."""
+    w = np.zeros((xp.shape[1], yp.shape[1]), dtype=xp.dtype)
+    for pre, post in zip(xp, yp):
+        w += nchl_delta(q, pre, post)
+    return w
+
+
 class NcHL(_WeightedController):
     """Neuron-centric rule: synapse ``i -> j`` combines the parameters of ``i`` and ``j``."""
 
@@ -273,6 +282,19 @@ class WNcHL(Controller):
     @property
     def window(self) -> int:
         return int(self.spec.window)  # type: ignore[arg-type]
+
+    @property
+    def weights(self) -> list[np.ndarray]:
+        """The weights the window stands for, rebuilt with :func:`window_weights`: for analysis
+        (how large do they get?), never used by :meth:`step`, which needs no weight matrix."""
+        off = self.topology.offsets
+        past = self.acts[:self.count]
+        out = []
+        for l, q in enumerate(self.layer_params):
+            q = dict(q)
+            add_synapse_constants(q)
+            out.append(window_weights(q, past[:, off[l]:off[l + 1]], past[:, off[l + 1]:off[l + 2]]))
+        return out
 
     def reset(self, seed: int = 0) -> None:
         check_seed(seed)  # the window starts empty: the seed has nothing to draw

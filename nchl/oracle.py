@@ -1,7 +1,7 @@
 """Naive reference of weightless NcHL, for tests and benchmarks only.
 
 It builds each layer's weight matrix from the window, ``W(t) = sum_k dW(k)``
-with the NcHL update itself, at ``O(m n p)`` per layer: the definition the
+with the NcHL update itself (:func:`~nchl.controllers.window_weights`), at ``O(m n p)`` per layer: the definition the
 low-rank :class:`~nchl.controllers.WNcHL` must reproduce. The product never
 uses it.
 """
@@ -11,7 +11,7 @@ from __future__ import annotations
 import numpy as np
 
 from .activation import tanh
-from .controllers import WNcHL, add_synapse_constants, nchl_delta
+from .controllers import WNcHL, add_synapse_constants, window_weights
 
 
 class NaiveWNcHL(WNcHL):
@@ -21,7 +21,4 @@ class NaiveWNcHL(WNcHL):
             add_synapse_constants(q)
 
     def _layer(self, q: dict[str, np.ndarray], x: np.ndarray, xp: np.ndarray, yp: np.ndarray) -> np.ndarray:
-        w = np.zeros((xp.shape[1], yp.shape[1]), dtype=self.dtype)
-        for pre, post in zip(xp, yp):
-            w += nchl_delta(q, pre, post)
-        return tanh(x @ w)
+        return tanh(x @ window_weights(q, xp, yp))

@@ -7,7 +7,8 @@ parameters, state memory and champion statistics plus pairwise two-sided
 Mann-Whitney U tests with Holm's correction; the WNcHL window sweep
 (performance vs state memory, NcHL as reference); a behaviour map per task
 (per-episode descriptors of every champion projected on their two principal
-components); and how the weights of the best NcHL and HL champions evolve within an episode.
+components); and how the weights of the best NcHL, HL and WNcHL champions evolve
+within an episode.
 Every caption states the budget, so a small campaign never passes for the paper's.
 """
 
@@ -105,6 +106,9 @@ def _recorded_episodes(genome: Genome, task: str, seeds: list[int]) -> list:
     env = get_task(task).make_env()
     ctrl = evaluation_controller(genome.spec, genome.values, "c")
     return [(rollout(env, ctrl, s, record=True), float(env.unwrapped.dt)) for s in seeds]
+
+
+_WEIGHT_STYLE = {"nchl": "-", "hl": "--", "wnchl": ":"}
 
 
 def _weight_trace(genome: Genome, task: str, seed: int) -> tuple[np.ndarray, np.ndarray, float]:
@@ -255,7 +259,7 @@ def make_report(campaign_dir: str | Path, out: str | Path, behaviour_episodes: i
         log(f"report: {task}: recording {behaviour_episodes} episodes per champion for the behaviour map")
         md += _behaviour_map(task, cells, src, out, behaviour_episodes, budget)
         weight_runs = {}
-        for rule in ("nchl", "hl"):
+        for rule in ("nchl", "hl", "wnchl"):
             mine = [r for r in cells if r["cell"].rule == rule]
             if mine:
                 weight_runs[rule] = max(mine, key=lambda r: r["evaluation"]["mean"])
@@ -265,9 +269,10 @@ def make_report(campaign_dir: str | Path, out: str | Path, behaviour_episodes: i
                 norms, finals, dt = _weight_trace(Genome.load(src / r["cell"].name / "best.npz"), task, 0)
                 t = np.arange(1, len(norms) + 1) * dt
                 for layer in range(norms.shape[1]):
-                    ax1.plot(t, norms[:, layer], ls="-" if rule == "nchl" else "--",
+                    ax1.plot(t, norms[:, layer], color=f"C{layer}", ls=_WEIGHT_STYLE[rule],
                              label=f"{rule} layer {layer} ({r['cell'].name})")
-                ax2.hist(finals, bins=60, alpha=0.5, label=f"{rule} ({r['cell'].name})", log=True)
+                ax2.hist(finals, bins=60, alpha=0.5, log=True,
+                         label=f"{rule} ({r['cell'].name}), max |w| {np.abs(finals).max():.3g}")
             ax1.set_yscale("log")
             ax1.set_xlabel("time in episode (s)")
             ax1.set_ylabel("weight norm per layer (Frobenius)")
@@ -276,8 +281,9 @@ def make_report(campaign_dir: str | Path, out: str | Path, behaviour_episodes: i
             ax2.set_xlabel("weight at the end of the episode")
             ax2.set_ylabel("synapses")
             ax2.legend(fontsize=7)
-            md += _figure(fig, out, f"weights-{task}.png", f"{task}: weights of the best NcHL and HL champions within "
-                          f"one held-out episode (seed 0): norm per layer over time, and the distribution at the end. "
+            md += _figure(fig, out, f"weights-{task}.png", f"{task}: weights of the best NcHL, HL and WNcHL champions "
+                          f"within one held-out episode (seed 0): norm per layer over time, and the distribution at the "
+                          f"end. WNcHL stores no weights: shown are those its window stands for, rebuilt at every step. "
                           f"{budget}")
     path = out / "report.md"
     path.write_text("\n".join(md) + "\n")

@@ -127,8 +127,10 @@ def test_report_on_a_tiny_campaign(tmp_path):
     md = (tmp_path / "rep" / "report.md").read_text()
     assert "Mann-Whitney U" in md and "Holm" in md and "2 generations, popsize 4, 2 seeds" in md
     pngs = sorted(p.name for p in (tmp_path / "rep").glob("*.png"))
-    expected = {"fig1.png", "curves-vsr-low.png", "window-sweep-vsr-low.png", "behaviour-vsr-low.png"}
+    expected = {"fig1.png", "curves-vsr-low.png", "window-sweep-vsr-low.png", "behaviour-vsr-low.png",
+                "weights-vsr-low.png"}
     assert len(pngs) >= 3 and expected <= set(pngs)
+    assert "WNcHL stores no weights: shown are those its window stands for" in md
     for name in pngs:
         assert (tmp_path / "rep" / name).read_bytes()[:4] == b"\x89PNG" and f"]({name})" in md
     r = subprocess.run([sys.executable, "-m", "nchl.cli", "report", "nothing", "-o", "x"], cwd=tmp_path,

@@ -41,6 +41,8 @@ def test_wnchl_with_window_at_least_episode_equals_nchl(layers, seed, steps, ext
     wnchl = make_controller(Spec("wnchl", layers, window=steps + extra), genome, np.float64)
     for o in obs:
         np.testing.assert_allclose(wnchl.step(o), nchl.step(o), rtol=1e-9, atol=1e-12)
+        for w_rebuilt, w_stored in zip(wnchl.weights, nchl.weights):
+            np.testing.assert_allclose(w_rebuilt, w_stored, rtol=1e-9, atol=1e-12)
 
 
 @settings(max_examples=80, deadline=None)
@@ -51,7 +53,12 @@ def test_low_rank_wnchl_equals_naive_oracle(layers, seed, steps, window):
     fast = make_controller(spec, genome, np.float64)
     naive = NaiveWNcHL(spec, genome, np.float64)
     for o in obs:
-        np.testing.assert_allclose(fast.step(o), naive.step(o), rtol=1e-9, atol=1e-12)
+        x = o
+        for w in fast.weights:  # the weights rebuilt from the window drive this step's forward pass
+            x = np.tanh(x @ w)
+        out = fast.step(o)
+        np.testing.assert_allclose(out, naive.step(o), rtol=1e-9, atol=1e-12)
+        np.testing.assert_allclose(x, out, rtol=1e-9, atol=1e-12)
     s_fast, s_naive = fast.state(), naive.state()
     for k in s_fast:
         np.testing.assert_allclose(s_fast[k], s_naive[k], rtol=1e-9, atol=1e-12)
