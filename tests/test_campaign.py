@@ -143,7 +143,7 @@ def test_shipped_campaign_files_are_valid():
 
     root = Path(__file__).parent.parent / "experiments"
     paper, small = load_campaign(root / "paper.toml"), load_campaign(root / "paper-small.toml")
-    assert len(paper.cells()) == 5 * (1 + 1 + 6) * 10 and len(small.cells()) == 4 * 4 * 5
+    assert len(paper.cells()) == 5 * (1 + 1 + 6) * 10 and len(small.cells()) == 5 * 4 * 5
     assert small.cells()[0].task.startswith("vsr")  # the VSR part runs first
 
 
