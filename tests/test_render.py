@@ -42,6 +42,7 @@ def assert_moving_picture(frames, width, height):
     assert sum(c > 0.5 for c in changes) >= len(changes) // 2  # not static
 
 
+@pytest.mark.filterwarnings("ignore:.*render_mode='ascii'")  # gymnasium warns before our env refuses it
 def test_vsr_env_renders_rgb_frames_and_passes_the_env_checker():
     from gymnasium.utils.env_checker import check_env
 
