@@ -168,6 +168,32 @@ def size_firmware(spec: Spec, genome: np.ndarray, prefix: str, target: str) -> d
         return size_sources(Path(tmp), prefix, target)
 
 
+def size_folder(folder: Path, targets: list[str]) -> list[dict]:
+    """:func:`size_sources` of every generated controller in ``folder`` (``<prefix>.c`` beside
+    ``<prefix>.h``), per target."""
+    prefixes = sorted(p.stem for p in folder.glob("*.c") if (folder / f"{p.stem}.h").exists())
+    if not prefixes:
+        raise NchlError(f"{folder} holds no generated controller (<prefix>.c with <prefix>.h)")
+    return [size_sources(folder, p, t) for t in targets for p in prefixes]
+
+
+def size_variants(spec: Spec, genome: np.ndarray, targets: list[str], windows: list[int]) -> list[dict]:
+    """Sizes of one genome as every rule it runs as, side by side, per target: HL (for an NcHL genome,
+    its synapse parameters expanded by :func:`~nchl.controllers.nchl_as_hl`), NcHL and WNcHL at each
+    window. What a user weighs when choosing a rule for a chip."""
+    from nchl.controllers import nchl_as_hl
+
+    if spec.rule == "hl":
+        variants = [("hl", spec, genome)]
+    else:
+        variants = [("hl", *nchl_as_hl(spec, genome)), ("nchl", Spec("nchl", spec.topology), genome)]
+        variants += [(f"wnchl_m{m}", Spec("wnchl", spec.topology, window=m), genome) for m in windows]
+    with tempfile.TemporaryDirectory() as tmp:
+        for prefix, variant, values in variants:
+            write(generate(variant, values, prefix), tmp)
+        return [size_sources(Path(tmp), prefix, t) for t in targets for prefix, *_ in variants]
+
+
 def emulate(spec: Spec, genome: np.ndarray, obs: np.ndarray, seed: int, board_name: str = "mps2-an386",
             prefix: str = "nchl_ctrl", timeout: float = 600.0, clock_mhz: float = 100.0) -> dict:
     """Replay ``obs`` through the controller on an emulated board; compare with the Python reference.

@@ -19,6 +19,16 @@ def _layers(text: str) -> Topology:
         raise argparse.ArgumentTypeError(str(e)) from None
 
 
+def _windows(text: str) -> list[int]:
+    try:
+        windows = [int(w) for w in text.split(",")]
+    except ValueError:
+        windows = []
+    if not windows or min(windows) < 1:
+        raise argparse.ArgumentTypeError(f"expected comma-separated windows >= 1, got {text!r}")
+    return windows
+
+
 def cmd_params(args: argparse.Namespace) -> int:
     rows = compare(args.layers, args.window)
     t = args.layers
@@ -116,9 +126,7 @@ def _genome_spec(args: argparse.Namespace):
 
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
-    import numpy as np
-
-    from nchl_sim import rollout
+    from nchl_sim import rollout, save_trace
 
     from .evolution import evaluate_genome
 
@@ -130,10 +138,9 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     stats.update({"task": task_name, "rule": spec.rule, "window": spec.window, "genome": str(args.genome)})
     if args.trace:
         r = rollout(task.make_env(early_stop=args.early_stop), genome.controller(spec=spec), args.seed, record=True)
-        np.savez(args.trace, obs=r.obs, actions=r.actions, metadata=np.array(json.dumps({
-            "task": task_name, "seed": args.seed, "rule": spec.rule, "window": spec.window,
-            "layers": list(spec.topology.layers), "genome_sha256": genome.sha256(), "fitness": r.fitness,
-            "dtype": "float32"})))
+        save_trace(args.trace, r, {"task": task_name, "seed": args.seed, "rule": spec.rule, "window": spec.window,
+                                   "layers": list(spec.topology.layers), "genome_sha256": genome.sha256(),
+                                   "fitness": r.fitness, "dtype": "float32"})
         stats["trace"] = args.trace
     if args.json:
         print(json.dumps(stats, indent=2))
@@ -241,39 +248,18 @@ def cmd_verify(args: argparse.Namespace) -> int:
 
 def cmd_size(args: argparse.Namespace) -> int:
     """Cortex-M flash/RAM/stack of generated controllers (a folder) or of a genome's variants."""
-    import tempfile
     from pathlib import Path
 
-    from nchl_codegen import generate, write
-    from nchl_codegen.firmware import size_sources
+    from nchl_codegen.firmware import size_folder, size_variants
 
-    from .controllers import nchl_as_hl
     from .genome import Genome
-    from .spec import Spec
 
     targets = args.target.split(",")
-    path = Path(args.path)
-    with tempfile.TemporaryDirectory() as tmp:
-        if path.is_dir():
-            folder = path
-            prefixes = sorted(p.stem for p in path.glob("*.c") if (path / f"{p.stem}.h").exists())
-            if not prefixes:
-                raise NchlError(f"{path} holds no generated controller (<prefix>.c with <prefix>.h)")
-        else:
-            genome = Genome.load(path)
-            folder, variants = Path(tmp), []
-            if genome.spec.rule == "hl":
-                variants.append(("hl", genome.spec, genome.values))
-            else:
-                variants.append(("hl", *nchl_as_hl(genome.spec, genome.values)))
-                nchl_spec = Spec("nchl", genome.spec.topology)
-                variants.append(("nchl", nchl_spec, genome.values))
-                for m in (int(w) for w in args.windows.split(",")):
-                    variants.append((f"wnchl_m{m}", Spec("wnchl", genome.spec.topology, window=m), genome.values))
-            for prefix, spec, values in variants:
-                write(generate(spec, values, prefix), folder)
-            prefixes = [v[0] for v in variants]
-        rows = [size_sources(folder, p, t) for t in targets for p in prefixes]
+    if Path(args.path).is_dir():
+        rows = size_folder(Path(args.path), targets)
+    else:
+        genome = Genome.load(args.path)
+        rows = size_variants(genome.spec, genome.values, targets, args.windows)
     if args.json:
         print(json.dumps(rows, indent=2))
         return 0
@@ -289,20 +275,12 @@ def cmd_size(args: argparse.Namespace) -> int:
 
 
 def cmd_emulate(args: argparse.Namespace) -> int:
-    import numpy as np
-
     from nchl_codegen.firmware import emulate
-    from nchl_sim import rollout
+    from nchl_sim import load_trace, rollout
 
     genome, spec, task = _genome_task(args)
     if args.trace:
-        try:
-            with np.load(args.trace, allow_pickle=False) as t:
-                obs = t["obs"]
-        except (OSError, ValueError, KeyError) as e:
-            raise NchlError(f"{args.trace}: not a trace written by nchl evaluate --trace: {e}") from None
-        if obs.ndim != 2 or obs.shape[1] != spec.topology.n_in:
-            raise NchlError(f"{args.trace}: observations of shape {obs.shape} do not fit layers [{spec.topology}]")
+        obs = load_trace(args.trace, spec.topology.n_in)
     else:
         obs = rollout(task.make_env(full_length=True), genome.controller(spec=spec), args.seed, record=True).obs
     obs = obs[:args.steps]
@@ -493,7 +471,8 @@ def build_parser() -> argparse.ArgumentParser:
     q = sub.add_parser("size", help="Cortex-M flash/RAM/stack of generated C, or of a genome's HL/NcHL/WNcHL")
     q.add_argument("path", help="folder of generated <prefix>.c/.h, a genome file (.npz) or zoo:NAME")
     q.add_argument("--target", default="cortex-m4f", help="cortex-m4f, cortex-m0, cortex-m33 (comma-separated)")
-    q.add_argument("--windows", default="1,10,50", help="WNcHL windows for a genome (default 1,10,50)")
+    q.add_argument("--windows", default=[1, 10, 50], type=_windows,
+                   help="WNcHL windows for a genome, comma-separated (default 1,10,50)")
     q.add_argument("--json", action="store_true")
     q.set_defaults(func=cmd_size)
 

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
+from pathlib import Path
 
 import gymnasium as gym
 import numpy as np
 
 from nchl.controllers import Controller
+from nchl.errors import NchlError
 
 
 @dataclass
@@ -51,3 +54,23 @@ def rollout(env: gym.Env, controller: Controller, seed: int, record: bool = Fals
     if record:
         result.obs, result.actions = np.array(trace_obs), np.array(trace_act)
     return result
+
+
+def save_trace(path: str | Path, result: RolloutResult, metadata: dict) -> None:
+    """Write a recorded episode: its observations and actions, and ``metadata`` as JSON (what ran,
+    on which seed), so that ``nchl emulate --trace`` can replay the very same inputs on a chip."""
+    if result.obs is None:
+        raise NchlError("this rollout was not recorded: run it with record=True")
+    np.savez(path, obs=result.obs, actions=result.actions, metadata=np.array(json.dumps(metadata)))
+
+
+def load_trace(path: str | Path, n_in: int) -> np.ndarray:
+    """The observations of a trace written by :func:`save_trace`, checked against ``n_in`` inputs."""
+    try:
+        with np.load(path, allow_pickle=False) as t:
+            obs = t["obs"]
+    except (OSError, ValueError, KeyError) as e:
+        raise NchlError(f"{path}: not a trace written by nchl evaluate --trace: {e}") from None
+    if obs.ndim != 2 or obs.shape[1] != n_in:
+        raise NchlError(f"{path}: observations of shape {obs.shape} do not fit a controller with {n_in} inputs")
+    return obs

@@ -114,3 +114,7 @@ def test_cli_size_and_emulate_with_a_recorded_trace(tmp_path):
     assert "wnchl(m=8)" in r.stdout and "hl " in r.stdout
     r = nchl_cmd("size", "c", "--target", "cortex-m99", cwd=tmp_path)
     assert r.returncode == 2 and "unknown target" in r.stderr
+    r = nchl_cmd("size", "g.npz", "--windows", "2,x", cwd=tmp_path)
+    assert r.returncode == 2 and "expected comma-separated windows >= 1" in r.stderr
+    r = nchl_cmd("emulate", "g.npz", "--trace", "g.npz", cwd=tmp_path)  # a genome is not a trace
+    assert r.returncode == 2 and "not a trace written by nchl evaluate --trace" in r.stderr

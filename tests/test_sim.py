@@ -9,7 +9,7 @@ from gymnasium.utils.env_checker import check_env
 
 import nchl_sim
 from nchl import NchlError, Spec, make_controller
-from nchl_sim import get_task, rollout
+from nchl_sim import get_task, load_trace, rollout, save_trace
 from nchl_sim.vsr import BodyError, VSRParams, parse_body
 from nchl_sim.vsr_env import VSRWalkerEnv
 
@@ -131,6 +131,22 @@ def test_rollouts_are_deterministic_and_record_traces(name):
     # replaying the recorded observations reproduces the recorded actions
     c.reset(5)
     np.testing.assert_array_equal(np.array([c.step(o) for o in a.obs]), a.actions)
+
+
+def test_traces_round_trip_and_bad_traces_are_refused(tmp_path):
+    task = get_task("vsr-low")
+    spec = Spec("nchl", task.topology())
+    c = make_controller(spec, np.random.default_rng(3).uniform(-1, 1, spec.genome_length))
+    r = rollout(task.make_env(), c, seed=2, record=True)
+    save_trace(tmp_path / "t.npz", r, {"seed": 2})
+    np.testing.assert_array_equal(load_trace(tmp_path / "t.npz", task.sizes[0]), r.obs)
+    with pytest.raises(NchlError, match="do not fit a controller with 7 inputs"):
+        load_trace(tmp_path / "t.npz", 7)
+    (tmp_path / "bad.npz").write_bytes(b"not a zip")
+    with pytest.raises(NchlError, match="not a trace written by nchl evaluate --trace"):
+        load_trace(tmp_path / "bad.npz", task.sizes[0])
+    with pytest.raises(NchlError, match="not recorded"):
+        save_trace(tmp_path / "u.npz", rollout(task.make_env(), c, seed=2), {})
 
 
 def test_ant_seeds_differ():
