@@ -151,3 +151,18 @@ def test_redeployment_between_nchl_and_wnchl():
         nchl.redeployed(window=3)
     with pytest.raises(SpecError, match="a hl genome can only run as hl"):
         Spec("hl", [4, 3, 2]).redeployed("nchl")
+
+
+def test_readme_python_api_example_runs(tmp_path):
+    """The README's Python API example, run as written: the docs must match the code."""
+    import re
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    readme = (Path(__file__).parent.parent / "README.md").read_text()
+    section = readme[readme.index("## Python API"):]
+    code = re.search(r"```python\n(.*?)```", section, re.S).group(1)
+    r = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr
+    assert (tmp_path / "g.npz").exists() and (tmp_path / "t.npz").exists()
