@@ -14,7 +14,7 @@ from nchl.evolution import EvolveConfig, Run
 from nchl.ship import add_champion
 from nchl_sim import get_task
 
-SHIPPED = ("ant-nchl", "ant-wnchl", "vsr-high-nchl")
+SHIPPED = ("ant-nchl", "ant-wnchl", "ant-wnchl-m2", "vsr-high-nchl")
 
 
 def nchl(*args, cwd):
