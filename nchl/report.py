@@ -108,6 +108,14 @@ def _recorded_episodes(genome: Genome, task: str, seeds: list[int]) -> list:
     return [(rollout(env, ctrl, s, record=True), float(env.unwrapped.dt)) for s in seeds]
 
 
+def _run_cost(run_dir: Path) -> tuple[int, float]:
+    """Training environment steps and evolution wall time (s, summed over resumes) of a run, from the
+    last row of its log: what a larger campaign will cost, per rule and task."""
+    rows = (run_dir / "log.jsonl").read_text().splitlines()
+    last = json.loads(rows[-1])
+    return int(last["env_steps"]), float(last["wall_time"])
+
+
 _WEIGHT_STYLE = {"nchl": "-", "hl": "--", "wnchl": ":"}
 
 
@@ -179,7 +187,11 @@ def make_report(campaign_dir: str | Path, out: str | Path, behaviour_episodes: i
     budget = (f"Budget: {gens} generations, popsize {first['popsize']}, {len(campaign.seeds)} seeds per "
               f"configuration, champions re-scored on {campaign.episodes} held-out episodes; "
               f"{len(done)} of {len(rows)} runs finished.")
-    md = [f"# Campaign report: {src}", "", budget, "",
+    costs = {r["cell"]: _run_cost(src / r["cell"].name) for r in done}
+    compute = (f"Compute: {sum(c[0] for c in costs.values()) / 1e6:.1f} M training environment steps and "
+               f"{sum(c[1] for c in costs.values()) / 3600:.1f} h of evolution wall time over the finished runs "
+               f"({first['settings']['workers']} evaluation workers per run), champion re-scoring not counted.")
+    md = [f"# Campaign report: {src}", "", budget, "", compute, "",
           "Statistical test: two-sided Mann-Whitney U test (scipy.stats.mannwhitneyu) between the champions' "
           "held-out means of two rule variants (one value per seed), p-values adjusted with Holm's step-down "
           "correction over all pairs of a task. With few seeds per configuration these tests have little power.", ""]
@@ -209,16 +221,18 @@ def make_report(campaign_dir: str | Path, out: str | Path, behaviour_episodes: i
         md += _figure(fig, out, f"champions-{task}.png", f"{task}: every run's champion on its {campaign.episodes} "
                       f"held-out episodes (Fig. 3/5 of the paper). {budget}")
         groups = {v: [r["evaluation"]["mean"] for r in cells if r["cell"].variant == v] for v in variants}
-        md += ["| rule | parameters | state memory B | runs | champion median (m) | mean (m) | IQR (m) |",
-               "|---|---|---|---|---|---|---|"]
+        md += ["| rule | parameters | state memory B | runs | champion median (m) | mean (m) | IQR (m) "
+               "| env steps per run (M) | wall time per run (min) |",
+               "|---|---|---|---|---|---|---|---|---|"]
         sweep = []
         for v in variants:
             r0 = next(r for r in cells if r["cell"].variant == v)
             spec = Genome.load(src / r0["cell"].name / "best.npz").spec
             fp, g = footprint(spec), np.array(groups[v])
             q1, q3 = np.percentile(g, [25, 75])
+            steps, wall = np.mean([c for cell, c in costs.items() if cell.task == task and cell.variant == v], axis=0)
             md.append(f"| {v} | {fp.genome_length:,} | {fp.state_bytes:,} | {len(g)} | {np.median(g):.2f} | "
-                      f"{g.mean():.2f} | {q1:.2f} - {q3:.2f} |")
+                      f"{g.mean():.2f} | {q1:.2f} - {q3:.2f} | {steps / 1e6:.2f} | {wall / 60:.1f} |")
             sweep.append((v, spec, fp.state_bytes, g))
         tests = pairwise_tests(groups)
         if tests:

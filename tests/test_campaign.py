@@ -126,6 +126,7 @@ def test_report_on_a_tiny_campaign(tmp_path):
     assert r.returncode == 0, r.stderr
     md = (tmp_path / "rep" / "report.md").read_text()
     assert "Mann-Whitney U" in md and "Holm" in md and "2 generations, popsize 4, 2 seeds" in md
+    assert "M training environment steps" in md and "| wall time per run (min) |" in md
     pngs = sorted(p.name for p in (tmp_path / "rep").glob("*.png"))
     expected = {"fig1.png", "curves-vsr-low.png", "window-sweep-vsr-low.png", "behaviour-vsr-low.png",
                 "weights-vsr-low.png"}
