@@ -172,6 +172,115 @@ def _behaviour_map(task: str, cells: list[dict], src: Path, out: Path, episodes:
     return md + [""]
 
 
+def _test_rows(tests: list[dict]) -> list[str]:
+    return ["| A | B | U | p | p (Holm) |", "|---|---|---|---|---|"] + [
+        f"| {t['a']} | {t['b']} | {t['U']:.1f} | {t['p']:.3g} | {t['p_holm']:.3g} |" for t in tests]
+
+
+def _champion_boxes(task: str, cells: list[dict], out: Path, caption: str) -> list[str]:
+    """Box plot of every run's champion on its held-out episodes, coloured by rule variant."""
+    plt = _plt()
+    fig, ax = plt.subplots(figsize=(max(6, 0.5 * len(cells) + 2), 4))
+    ordered = sorted(cells, key=lambda r: (r["cell"].variant, r["cell"].seed))
+    colors = {v: plt.cm.tab10(i % 10) for i, v in enumerate(sorted({r["cell"].variant for r in cells}))}
+    box = ax.boxplot([[e["fitness"] for e in r["evaluation"]["per_episode"]] for r in ordered], patch_artist=True)
+    for patch, r in zip(box["boxes"], ordered):
+        patch.set_facecolor(colors[r["cell"].variant])
+    ax.set_xticks(range(1, len(ordered) + 1), [r["cell"].name for r in ordered], rotation=60, fontsize=7)
+    ax.set_ylabel("distance on a held-out episode (m)")
+    ax.grid(alpha=0.3)
+    return _figure(fig, out, f"champions-{task}.png", caption)
+
+
+def _rule_table(task: str, cells: list[dict], src: Path, costs: dict) -> tuple[list[str], list[tuple]]:
+    """Per rule variant: size, state memory, champion statistics and compute, then the seed-level tests.
+    Also returns ``(variant, spec, state bytes, champion means)`` per variant for the window sweep."""
+    variants = sorted({r["cell"].variant for r in cells})
+    groups = {v: [r["evaluation"]["mean"] for r in cells if r["cell"].variant == v] for v in variants}
+    md = ["| rule | parameters | state memory B | runs | champion median (m) | mean (m) | IQR (m) "
+          "| env steps per run (M) | wall time per run (min) |",
+          "|---|---|---|---|---|---|---|---|---|"]
+    sweep = []
+    for v in variants:
+        r0 = next(r for r in cells if r["cell"].variant == v)
+        spec = Genome.load(src / r0["cell"].name / "best.npz").spec
+        fp, g = footprint(spec), np.array(groups[v])
+        q1, q3 = np.percentile(g, [25, 75])
+        steps, wall = np.mean([c for cell, c in costs.items() if cell.task == task and cell.variant == v], axis=0)
+        md.append(f"| {v} | {fp.genome_length:,} | {fp.state_bytes:,} | {len(g)} | {np.median(g):.2f} | "
+                  f"{g.mean():.2f} | {q1:.2f} - {q3:.2f} | {steps / 1e6:.2f} | {wall / 60:.1f} |")
+        sweep.append((v, spec, fp.state_bytes, g))
+    tests = pairwise_tests(groups)
+    md += [""] + (_test_rows(tests) if tests else ["(one rule finished so far: no pairwise test)"]) + [""]
+    return md, sweep
+
+
+def _best_champion_section(cells: list[dict], episodes: int) -> list[str]:
+    """The paper's Fig. 5 test between each rule's best champion, where its episodes differ."""
+    best, tests = best_champion_tests(cells)
+    if not tests:
+        return []
+    names = ", ".join(f"{v}: {r['cell'].name}" for v, r in best.items())
+    return [f"Best champion of each rule ({names}) on its {episodes} held-out episodes, as in the paper's Fig. 5: "
+            "two-sided Mann-Whitney U between episode distances, Holm-corrected. This compares single "
+            "controllers, not rules: the seed-level test above is the one about rules.", ""] + _test_rows(tests) + [""]
+
+
+def _window_sweep(task: str, sweep: list[tuple], out: Path, budget: str) -> list[str]:
+    """WNcHL champion means against state memory, one point per window, NcHL as the reference line."""
+    windows = sorted((s.window, mem, g) for v, s, mem, g in sweep if s.rule == "wnchl")
+    if not windows:
+        return []
+    plt = _plt()
+    fig, ax = plt.subplots(figsize=(6, 4))
+    ax.errorbar([m for _, m, _ in windows], [g.mean() for *_, g in windows],
+                yerr=[g.std() for *_, g in windows], marker="o", capsize=3, label="WNcHL")
+    for (w, m, g) in windows:
+        ax.annotate(f"m={w}", (m, g.mean()), fontsize=8, xytext=(4, 4), textcoords="offset points")
+    for v, s, mem, g in sweep:
+        if s.rule == "nchl":
+            ax.axhline(g.mean(), color="k", ls="--", label=f"NcHL ({mem:,} B of weights)")
+    ax.set_xscale("log")
+    ax.set_xlabel("controller state memory (bytes, float32)")
+    ax.set_ylabel("champion held-out mean (m)")
+    ax.grid(alpha=0.3, which="both")
+    ax.legend(fontsize=8)
+    return _figure(fig, out, f"window-sweep-{task}.png", f"{task}: WNcHL performance vs state memory for each "
+                   f"window m (mean +- std over seeds), NcHL dashed. {budget}")
+
+
+def _weights_figure(task: str, cells: list[dict], src: Path, out: Path, budget: str) -> list[str]:
+    """Weights of each rule's best champion within one held-out episode: norms over time, final values."""
+    weight_runs = {}
+    for rule in ("nchl", "hl", "wnchl"):
+        mine = [r for r in cells if r["cell"].rule == rule]
+        if mine:
+            weight_runs[rule] = max(mine, key=lambda r: r["evaluation"]["mean"])
+    if not weight_runs:
+        return []
+    fig, (ax1, ax2) = _plt().subplots(1, 2, figsize=(11, 4))
+    for rule, r in weight_runs.items():
+        norms, finals, dt = _weight_trace(Genome.load(src / r["cell"].name / "best.npz"), task, 0)
+        t = np.arange(1, len(norms) + 1) * dt
+        for layer in range(norms.shape[1]):
+            ax1.plot(t, norms[:, layer], color=f"C{layer}", ls=_WEIGHT_STYLE[rule],
+                     label=f"{rule} layer {layer} ({r['cell'].name})")
+        ax2.hist(finals, bins=60, alpha=0.5, log=True,
+                 label=f"{rule} ({r['cell'].name}), max |w| {np.abs(finals).max():.3g}")
+    ax1.set_yscale("log")
+    ax1.set_xlabel("time in episode (s)")
+    ax1.set_ylabel("weight norm per layer (Frobenius)")
+    ax1.legend(fontsize=6)
+    ax1.grid(alpha=0.3)
+    ax2.set_xlabel("weight at the end of the episode")
+    ax2.set_ylabel("synapses")
+    ax2.legend(fontsize=7)
+    return _figure(fig, out, f"weights-{task}.png", f"{task}: weights of the best NcHL, HL and WNcHL champions "
+                   f"within one held-out episode (seed 0): norm per layer over time, and the distribution at the "
+                   f"end. WNcHL stores no weights: shown are those its window stands for, rebuilt at every step. "
+                   f"{budget}")
+
+
 def make_report(campaign_dir: str | Path, out: str | Path, behaviour_episodes: int = 3,
                 log: Callable[[str], None] = print) -> Path:
     src, out = Path(campaign_dir), Path(out)
@@ -181,7 +290,6 @@ def make_report(campaign_dir: str | Path, out: str | Path, behaviour_episodes: i
     if not done:
         raise NchlError(f"{src}: no finished run yet (nothing has {EVALUATION}); run nchl campaign first")
     out.mkdir(parents=True, exist_ok=True)
-    plt = _plt()
     first = json.loads((src / done[0]["cell"].name / "config.json").read_text())
     gens = campaign.evolve.get("generations", 100)
     budget = (f"Budget: {gens} generations, popsize {first['popsize']}, {len(campaign.seeds)} seeds per "
@@ -203,102 +311,20 @@ def make_report(campaign_dir: str | Path, out: str | Path, behaviour_episodes: i
     for r in done:
         by_task[r["cell"].task].append(r)
     for task, cells in by_task.items():
-        variants = sorted({r["cell"].variant for r in cells})
         md += [f"## {task}", ""]
         plot_runs([str(src / r["cell"].name) for r in cells], str(out / f"curves-{task}.png"))
         md += [f"![curves {task}](curves-{task}.png)", "",
                f"*{task}: best-so-far training fitness per generation, mean +- std over seeds (solid), champion's "
                f"validation mean (dashed); right: final training bests. {budget}*", ""]
-        fig, ax = plt.subplots(figsize=(max(6, 0.5 * len(cells) + 2), 4))
-        ordered = sorted(cells, key=lambda r: (r["cell"].variant, r["cell"].seed))
-        colors = {v: plt.cm.tab10(i % 10) for i, v in enumerate(variants)}
-        box = ax.boxplot([[e["fitness"] for e in r["evaluation"]["per_episode"]] for r in ordered], patch_artist=True)
-        for patch, r in zip(box["boxes"], ordered):
-            patch.set_facecolor(colors[r["cell"].variant])
-        ax.set_xticks(range(1, len(ordered) + 1), [r["cell"].name for r in ordered], rotation=60, fontsize=7)
-        ax.set_ylabel("distance on a held-out episode (m)")
-        ax.grid(alpha=0.3)
-        md += _figure(fig, out, f"champions-{task}.png", f"{task}: every run's champion on its {campaign.episodes} "
-                      f"held-out episodes (Fig. 3/5 of the paper). {budget}")
-        groups = {v: [r["evaluation"]["mean"] for r in cells if r["cell"].variant == v] for v in variants}
-        md += ["| rule | parameters | state memory B | runs | champion median (m) | mean (m) | IQR (m) "
-               "| env steps per run (M) | wall time per run (min) |",
-               "|---|---|---|---|---|---|---|---|---|"]
-        sweep = []
-        for v in variants:
-            r0 = next(r for r in cells if r["cell"].variant == v)
-            spec = Genome.load(src / r0["cell"].name / "best.npz").spec
-            fp, g = footprint(spec), np.array(groups[v])
-            q1, q3 = np.percentile(g, [25, 75])
-            steps, wall = np.mean([c for cell, c in costs.items() if cell.task == task and cell.variant == v], axis=0)
-            md.append(f"| {v} | {fp.genome_length:,} | {fp.state_bytes:,} | {len(g)} | {np.median(g):.2f} | "
-                      f"{g.mean():.2f} | {q1:.2f} - {q3:.2f} | {steps / 1e6:.2f} | {wall / 60:.1f} |")
-            sweep.append((v, spec, fp.state_bytes, g))
-        tests = pairwise_tests(groups)
-        if tests:
-            md += ["", "| A | B | U | p | p (Holm) |", "|---|---|---|---|---|"]
-            md += [f"| {t['a']} | {t['b']} | {t['U']:.1f} | {t['p']:.3g} | {t['p_holm']:.3g} |" for t in tests]
-        else:
-            md += ["", "(one rule finished so far: no pairwise test)"]
-        md.append("")
-        best, episode_tests = best_champion_tests(cells)
-        if episode_tests:
-            names = ", ".join(f"{v}: {r['cell'].name}" for v, r in best.items())
-            md += [f"Best champion of each rule ({names}) "
-                   f"on its {campaign.episodes} held-out episodes, as in the paper's Fig. 5: two-sided Mann-Whitney U "
-                   "between episode distances, Holm-corrected. This compares single controllers, not rules: the "
-                   "seed-level test above is the one about rules.", "",
-                   "| A | B | U | p | p (Holm) |", "|---|---|---|---|---|"]
-            md += [f"| {t['a']} | {t['b']} | {t['U']:.1f} | {t['p']:.3g} | {t['p_holm']:.3g} |"
-                   for t in episode_tests]
-            md.append("")
-        windows = [(s.window, mem, g) for v, s, mem, g in sweep if s.rule == "wnchl"]
-        if windows:
-            fig, ax = plt.subplots(figsize=(6, 4))
-            windows.sort()
-            ax.errorbar([m for _, m, _ in windows], [g.mean() for *_, g in windows],
-                        yerr=[g.std() for *_, g in windows], marker="o", capsize=3, label="WNcHL")
-            for (w, m, g) in windows:
-                ax.annotate(f"m={w}", (m, g.mean()), fontsize=8, xytext=(4, 4), textcoords="offset points")
-            for v, s, mem, g in sweep:
-                if s.rule == "nchl":
-                    ax.axhline(g.mean(), color="k", ls="--", label=f"NcHL ({mem:,} B of weights)")
-            ax.set_xscale("log")
-            ax.set_xlabel("controller state memory (bytes, float32)")
-            ax.set_ylabel("champion held-out mean (m)")
-            ax.grid(alpha=0.3, which="both")
-            ax.legend(fontsize=8)
-            md += _figure(fig, out, f"window-sweep-{task}.png", f"{task}: WNcHL performance vs state memory for "
-                          f"each window m (mean +- std over seeds), NcHL dashed. {budget}")
+        md += _champion_boxes(task, cells, out, f"{task}: every run's champion on its {campaign.episodes} held-out "
+                              f"episodes (Fig. 3/5 of the paper). {budget}")
+        table, sweep = _rule_table(task, cells, src, costs)
+        md += table
+        md += _best_champion_section(cells, campaign.episodes)
+        md += _window_sweep(task, sweep, out, budget)
         log(f"report: {task}: recording {behaviour_episodes} episodes per champion for the behaviour map")
         md += _behaviour_map(task, cells, src, out, behaviour_episodes, budget)
-        weight_runs = {}
-        for rule in ("nchl", "hl", "wnchl"):
-            mine = [r for r in cells if r["cell"].rule == rule]
-            if mine:
-                weight_runs[rule] = max(mine, key=lambda r: r["evaluation"]["mean"])
-        if weight_runs:
-            fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(11, 4))
-            for rule, r in weight_runs.items():
-                norms, finals, dt = _weight_trace(Genome.load(src / r["cell"].name / "best.npz"), task, 0)
-                t = np.arange(1, len(norms) + 1) * dt
-                for layer in range(norms.shape[1]):
-                    ax1.plot(t, norms[:, layer], color=f"C{layer}", ls=_WEIGHT_STYLE[rule],
-                             label=f"{rule} layer {layer} ({r['cell'].name})")
-                ax2.hist(finals, bins=60, alpha=0.5, log=True,
-                         label=f"{rule} ({r['cell'].name}), max |w| {np.abs(finals).max():.3g}")
-            ax1.set_yscale("log")
-            ax1.set_xlabel("time in episode (s)")
-            ax1.set_ylabel("weight norm per layer (Frobenius)")
-            ax1.legend(fontsize=6)
-            ax1.grid(alpha=0.3)
-            ax2.set_xlabel("weight at the end of the episode")
-            ax2.set_ylabel("synapses")
-            ax2.legend(fontsize=7)
-            md += _figure(fig, out, f"weights-{task}.png", f"{task}: weights of the best NcHL, HL and WNcHL champions "
-                          f"within one held-out episode (seed 0): norm per layer over time, and the distribution at the "
-                          f"end. WNcHL stores no weights: shown are those its window stands for, rebuilt at every step. "
-                          f"{budget}")
+        md += _weights_figure(task, cells, src, out, budget)
     path = out / "report.md"
     path.write_text("\n".join(md) + "\n")
     return path
