@@ -313,7 +313,7 @@ def cmd_campaign(args: argparse.Namespace) -> int:
 def cmd_report(args: argparse.Namespace) -> int:
     from .report import make_report
 
-    path = make_report(args.campaign_dir, args.output, behaviour_episodes=args.behaviour_episodes,
+    path = make_report(args.campaign_dirs, args.output, behaviour_episodes=args.behaviour_episodes,
                        log=lambda m: print(m, file=sys.stderr))
     print(f"wrote {path}")
     return 0
@@ -507,7 +507,8 @@ def build_parser() -> argparse.ArgumentParser:
     q.set_defaults(func=cmd_campaign)
 
     q = sub.add_parser("report", help="figures, tables and tests of a campaign: OUT/report.md")
-    q.add_argument("campaign_dir", metavar="DIR")
+    q.add_argument("campaign_dirs", nargs="+", metavar="DIR",
+                   help="a campaign directory, or several that share one budget (reported together)")
     q.add_argument("-o", "--output", required=True, metavar="OUT")
     q.add_argument("--behaviour-episodes", dest="behaviour_episodes", type=int, default=3,
                    help="held-out episodes per champion for the behaviour map (default 3)")

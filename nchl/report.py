@@ -26,6 +26,7 @@ from .campaign import EVALUATION, read_manifest, summary
 from .errors import NchlError
 from .evolution import evaluation_controller
 from .genome import Genome
+from .spec import RULES
 from .memory import fig1, footprint
 from .plots import plot_runs
 
@@ -136,14 +137,14 @@ def _weight_trace(genome: Genome, task: str, seed: int) -> tuple[np.ndarray, np.
     return np.array(norms), np.concatenate([np.asarray(w).ravel() for w in ctrl.weights]), float(env.unwrapped.dt)
 
 
-def _behaviour_map(task: str, cells: list[dict], src: Path, out: Path, episodes: int, budget: str) -> list[str]:
+def _behaviour_map(task: str, cells: list[dict], out: Path, episodes: int, budget: str) -> list[str]:
     """One task's behaviour map and descriptor table: every champion on ``episodes`` held-out episodes,
     standardised descriptors projected on their first two principal components. Per task, because
     walking a soft body and an Ant differ more than any two rules do."""
     plt = _plt()
     rows = []
     for r in cells:
-        genome = Genome.load(src / r["cell"].name / "best.npz")
+        genome = Genome.load(r["dir"] / "best.npz")
         for res, dt in _recorded_episodes(genome, task, list(range(episodes))):
             rows.append((r["cell"].variant, descriptors(res.actions, res.fitness, dt)))
     d = np.array([x for _, x in rows])
@@ -152,7 +153,7 @@ def _behaviour_map(task: str, cells: list[dict], src: Path, out: Path, episodes:
     pc = z @ vt[:2].T if len(vt) >= 2 else np.column_stack([z @ vt[:1].T, np.zeros(len(z))])
     explained = (sv[:2] ** 2).sum() / max((sv ** 2).sum(), 1e-12)
     fig, ax = plt.subplots(figsize=(6.5, 5))
-    variants = sorted({v for v, _ in rows})
+    variants = _variants(cells)
     for i, v in enumerate(variants):
         k = [j for j, (vv, _) in enumerate(rows) if vv == v]
         ax.scatter(pc[k, 0], pc[k, 1], s=14, label=v, marker="os^Dv<>"[i % 7])
@@ -172,6 +173,12 @@ def _behaviour_map(task: str, cells: list[dict], src: Path, out: Path, episodes:
     return md + [""]
 
 
+def _variants(cells: list[dict]) -> list[str]:
+    """The rule variants of some cells in reading order: hl, nchl, then WNcHL by growing window."""
+    key = {r["cell"].variant: (RULES.index(r["cell"].rule), r["cell"].window or 0) for r in cells}
+    return sorted(key, key=key.get)
+
+
 def _test_rows(tests: list[dict]) -> list[str]:
     return ["| A | B | U | p | p (Holm) |", "|---|---|---|---|---|"] + [
         f"| {t['a']} | {t['b']} | {t['U']:.1f} | {t['p']:.3g} | {t['p_holm']:.3g} |" for t in tests]
@@ -181,8 +188,9 @@ def _champion_boxes(task: str, cells: list[dict], out: Path, caption: str) -> li
     """Box plot of every run's champion on its held-out episodes, coloured by rule variant."""
     plt = _plt()
     fig, ax = plt.subplots(figsize=(max(6, 0.5 * len(cells) + 2), 4))
-    ordered = sorted(cells, key=lambda r: (r["cell"].variant, r["cell"].seed))
-    colors = {v: plt.cm.tab10(i % 10) for i, v in enumerate(sorted({r["cell"].variant for r in cells}))}
+    variants = _variants(cells)
+    ordered = sorted(cells, key=lambda r: (variants.index(r["cell"].variant), r["cell"].seed))
+    colors = {v: plt.cm.tab10(i % 10) for i, v in enumerate(variants)}
     box = ax.boxplot([[e["fitness"] for e in r["evaluation"]["per_episode"]] for r in ordered], patch_artist=True)
     for patch, r in zip(box["boxes"], ordered):
         patch.set_facecolor(colors[r["cell"].variant])
@@ -192,10 +200,10 @@ def _champion_boxes(task: str, cells: list[dict], out: Path, caption: str) -> li
     return _figure(fig, out, f"champions-{task}.png", caption)
 
 
-def _rule_table(task: str, cells: list[dict], src: Path, costs: dict) -> tuple[list[str], list[tuple]]:
+def _rule_table(task: str, cells: list[dict], costs: dict) -> tuple[list[str], list[tuple]]:
     """Per rule variant: size, state memory, champion statistics and compute, then the seed-level tests.
     Also returns ``(variant, spec, state bytes, champion means)`` per variant for the window sweep."""
-    variants = sorted({r["cell"].variant for r in cells})
+    variants = _variants(cells)
     groups = {v: [r["evaluation"]["mean"] for r in cells if r["cell"].variant == v] for v in variants}
     md = ["| rule | parameters | state memory B | runs | champion median (m) | mean (m) | IQR (m) "
           "| env steps per run (M) | wall time per run (min) |",
@@ -203,7 +211,7 @@ def _rule_table(task: str, cells: list[dict], src: Path, costs: dict) -> tuple[l
     sweep = []
     for v in variants:
         r0 = next(r for r in cells if r["cell"].variant == v)
-        spec = Genome.load(src / r0["cell"].name / "best.npz").spec
+        spec = Genome.load(r0["dir"] / "best.npz").spec
         fp, g = footprint(spec), np.array(groups[v])
         q1, q3 = np.percentile(g, [25, 75])
         steps, wall = np.mean([c for cell, c in costs.items() if cell.task == task and cell.variant == v], axis=0)
@@ -249,7 +257,7 @@ def _window_sweep(task: str, sweep: list[tuple], out: Path, budget: str) -> list
                    f"window m (mean +- std over seeds), NcHL dashed. {budget}")
 
 
-def _weights_figure(task: str, cells: list[dict], src: Path, out: Path, budget: str) -> list[str]:
+def _weights_figure(task: str, cells: list[dict], out: Path, budget: str) -> list[str]:
     """Weights of each rule's best champion within one held-out episode: norms over time, final values."""
     weight_runs = {}
     for rule in ("nchl", "hl", "wnchl"):
@@ -260,7 +268,7 @@ def _weights_figure(task: str, cells: list[dict], src: Path, out: Path, budget: 
         return []
     fig, (ax1, ax2) = _plt().subplots(1, 2, figsize=(11, 4))
     for rule, r in weight_runs.items():
-        norms, finals, dt = _weight_trace(Genome.load(src / r["cell"].name / "best.npz"), task, 0)
+        norms, finals, dt = _weight_trace(Genome.load(r["dir"] / "best.npz"), task, 0)
         t = np.arange(1, len(norms) + 1) * dt
         for layer in range(norms.shape[1]):
             ax1.plot(t, norms[:, layer], color=f"C{layer}", ls=_WEIGHT_STYLE[rule],
@@ -281,25 +289,50 @@ def _weights_figure(task: str, cells: list[dict], src: Path, out: Path, budget: 
                    f"{budget}")
 
 
-def make_report(campaign_dir: str | Path, out: str | Path, behaviour_episodes: int = 3,
-                log: Callable[[str], None] = print) -> Path:
-    src, out = Path(campaign_dir), Path(out)
-    campaign, _ = read_manifest(src)
-    rows = summary(src)
-    done = [r for r in rows if r["state"] == "done"]
+def _finished_runs(campaign_dirs: list[Path]) -> tuple[list, list[dict], int]:
+    """The campaigns, their finished cells (each with its run ``dir``) and the number of cells in all.
+    Several campaigns are reported together only when they share one budget and no cell name."""
+    campaigns, done, total, where = [], [], 0, {}
+    for src in campaign_dirs:
+        campaign, _ = read_manifest(src)
+        if campaigns and (campaign.evolve, campaign.episodes) != (campaigns[0].evolve, campaigns[0].episodes):
+            raise NchlError(f"{src} ran at another budget than {campaign_dirs[0]} ([evolve] or [evaluate] "
+                            "differ): a report combines campaigns of one budget only")
+        campaigns.append(campaign)
+        for r in summary(src):
+            name = r["cell"].name
+            if name in where:
+                raise NchlError(f"run {name} is in both {where[name]} and {src}: which one to report is ambiguous")
+            where[name] = src
+            total += 1
+            if r["state"] == "done":
+                done.append(r | {"dir": src / name})
     if not done:
-        raise NchlError(f"{src}: no finished run yet (nothing has {EVALUATION}); run nchl campaign first")
+        raise NchlError(f"{', '.join(map(str, campaign_dirs))}: no finished run yet (nothing has {EVALUATION}); "
+                        "run nchl campaign first")
+    return campaigns, done, total
+
+
+def make_report(campaign_dirs: str | Path | list[str | Path], out: str | Path, behaviour_episodes: int = 3,
+                log: Callable[[str], None] = print) -> Path:
+    """``report.md`` and its figures for one campaign directory, or for several that share a budget
+    (e.g. a grid and a later sweep that adds windows on one task)."""
+    dirs = [Path(d) for d in (campaign_dirs if isinstance(campaign_dirs, list) else [campaign_dirs])]
+    out = Path(out)
+    campaigns, done, total = _finished_runs(dirs)
+    campaign = campaigns[0]
     out.mkdir(parents=True, exist_ok=True)
-    first = json.loads((src / done[0]["cell"].name / "config.json").read_text())
+    first = json.loads((done[0]["dir"] / "config.json").read_text())
     gens = campaign.evolve.get("generations", 100)
-    budget = (f"Budget: {gens} generations, popsize {first['popsize']}, {len(campaign.seeds)} seeds per "
+    seeds = sorted({s for c in campaigns for s in c.seeds})
+    budget = (f"Budget: {gens} generations, popsize {first['popsize']}, {len(seeds)} seeds per "
               f"configuration, champions re-scored on {campaign.episodes} held-out episodes; "
-              f"{len(done)} of {len(rows)} runs finished.")
-    costs = {r["cell"]: _run_cost(src / r["cell"].name) for r in done}
+              f"{len(done)} of {total} runs finished.")
+    costs = {r["cell"]: _run_cost(r["dir"]) for r in done}
     compute = (f"Compute: {sum(c[0] for c in costs.values()) / 1e6:.1f} M training environment steps and "
                f"{sum(c[1] for c in costs.values()) / 3600:.1f} h of evolution wall time over the finished runs "
                f"({first['settings']['workers']} evaluation workers per run), champion re-scoring not counted.")
-    md = [f"# Campaign report: {src}", "", budget, "", compute, "",
+    md = [f"# Campaign report: {' + '.join(map(str, dirs))}", "", budget, "", compute, "",
           "Statistical test: two-sided Mann-Whitney U test (scipy.stats.mannwhitneyu) between the champions' "
           "held-out means of two rule variants (one value per seed), p-values adjusted with Holm's step-down "
           "correction over all pairs of a task. With few seeds per configuration these tests have little power.", ""]
@@ -312,19 +345,19 @@ def make_report(campaign_dir: str | Path, out: str | Path, behaviour_episodes: i
         by_task[r["cell"].task].append(r)
     for task, cells in by_task.items():
         md += [f"## {task}", ""]
-        plot_runs([str(src / r["cell"].name) for r in cells], str(out / f"curves-{task}.png"))
+        plot_runs([str(r["dir"]) for r in cells], str(out / f"curves-{task}.png"))
         md += [f"![curves {task}](curves-{task}.png)", "",
                f"*{task}: best-so-far training fitness per generation, mean +- std over seeds (solid), champion's "
                f"validation mean (dashed); right: final training bests. {budget}*", ""]
         md += _champion_boxes(task, cells, out, f"{task}: every run's champion on its {campaign.episodes} held-out "
                               f"episodes (Fig. 3/5 of the paper). {budget}")
-        table, sweep = _rule_table(task, cells, src, costs)
+        table, sweep = _rule_table(task, cells, costs)
         md += table
         md += _best_champion_section(cells, campaign.episodes)
         md += _window_sweep(task, sweep, out, budget)
         log(f"report: {task}: recording {behaviour_episodes} episodes per champion for the behaviour map")
-        md += _behaviour_map(task, cells, src, out, behaviour_episodes, budget)
-        md += _weights_figure(task, cells, src, out, budget)
+        md += _behaviour_map(task, cells, out, behaviour_episodes, budget)
+        md += _weights_figure(task, cells, out, budget)
     path = out / "report.md"
     path.write_text("\n".join(md) + "\n")
     return path

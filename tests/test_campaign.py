@@ -137,6 +137,30 @@ def test_report_on_a_tiny_campaign(tmp_path):
     r = subprocess.run([sys.executable, "-m", "nchl.cli", "report", "nothing", "-o", "x"], cwd=tmp_path,
                        capture_output=True, text=True)
     assert r.returncode == 2 and "not a campaign directory" in r.stderr
+    # a later campaign at the same budget (one more window) is reported together with the first
+    sweep = TINY.replace('rules = ["nchl", "wnchl"]', 'rules = ["wnchl"]').replace("windows = [2]", "windows = [3]")
+    (tmp_path / "more.toml").write_text(sweep.replace("seeds = [0, 1]", "seeds = [0]"))
+    (tmp_path / "other.toml").write_text(sweep.replace("seeds = [0, 1]", "seeds = [1]").replace(
+        "generations = 2", "generations = 1"))
+    for name in ("more", "other"):
+        r = subprocess.run([sys.executable, "-m", "nchl.cli", "campaign", f"{name}.toml", "--out", name,
+                            "--workers", "1"], cwd=tmp_path, capture_output=True, text=True)
+        assert r.returncode == 0, r.stderr
+
+    def report(*dirs):
+        return subprocess.run([sys.executable, "-m", "nchl.cli", "report", *dirs, "-o", "both",
+                               "--behaviour-episodes", "1"], cwd=tmp_path, capture_output=True, text=True)
+
+    r = report("c", "more")
+    assert r.returncode == 0, r.stderr
+    md = (tmp_path / "both" / "report.md").read_text()
+    rows = [line.split(" | ")[0] for line in md.splitlines() if line.startswith("| nchl |") or
+            line.startswith("| wnchl-m")][:3]
+    assert rows == ["| nchl", "| wnchl-m2", "| wnchl-m3"] and "5 of 5 runs finished" in md
+    r = report("c", "other")
+    assert r.returncode == 2 and "ran at another budget" in r.stderr
+    r = report("c", "c")
+    assert r.returncode == 2 and "is in both" in r.stderr
 
 
 def test_shipped_campaign_files_are_valid():
