@@ -170,6 +170,13 @@ def test_shipped_campaign_files_are_valid():
     paper, small = load_campaign(root / "paper.toml"), load_campaign(root / "paper-small.toml")
     assert len(paper.cells()) == 5 * (1 + 1 + 6) * 10 and len(small.cells()) == 5 * 4 * 5
     assert small.cells()[0].task.startswith("vsr")  # the VSR part runs first
+    ablations = sorted((root / "ablation").glob("*.toml"))
+    assert ablations and all(load_campaign(p).cells() for p in ablations)
+    # an ablation is reported beside paper-small, so it keeps paper-small's budget or says what it changes
+    for p in ablations:
+        a = load_campaign(p)
+        changed = {k for k in a.evolve.keys() | small.evolve.keys() if a.evolve.get(k) != small.evolve.get(k)}
+        assert a.episodes == small.episodes and changed <= {"clip"}, (p.name, changed)
 
 
 def test_holm_and_pairwise_tests():
