@@ -112,9 +112,11 @@ def _recorded_episodes(genome: Genome, task: str, seeds: list[int]) -> list:
 def _run_cost(run_dir: Path) -> tuple[int, float]:
     """Training environment steps and evolution wall time (s, summed over resumes) of a run, from the
     last row of its log: what a larger campaign will cost, per rule and task."""
-    rows = (run_dir / "log.jsonl").read_text().splitlines()
-    last = json.loads(rows[-1])
-    return int(last["env_steps"]), float(last["wall_time"])
+    try:
+        last = json.loads((run_dir / "log.jsonl").read_text().splitlines()[-1])
+        return int(last["env_steps"]), float(last["wall_time"])
+    except (OSError, IndexError, KeyError, TypeError, ValueError) as e:
+        raise NchlError(f"{run_dir}: finished, but its log.jsonl is unreadable ({e!r})") from None
 
 
 _WEIGHT_STYLE = {"nchl": "-", "hl": "--", "wnchl": ":"}

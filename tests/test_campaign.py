@@ -161,6 +161,9 @@ def test_report_on_a_tiny_campaign(tmp_path):
     assert r.returncode == 2 and "ran at another budget" in r.stderr
     r = report("c", "c")
     assert r.returncode == 2 and "is in both" in r.stderr
+    (tmp_path / "more" / "vsr-low-wnchl-m3-s0" / "log.jsonl").write_text("")
+    r = report("c", "more")
+    assert r.returncode == 2 and "log.jsonl is unreadable" in r.stderr and "Traceback" not in r.stderr
 
 
 def test_shipped_campaign_files_are_valid():
