@@ -56,10 +56,24 @@ from .topology import Topology
 from .workers import WorkerPool
 
 CHECKPOINT = "checkpoint.bin"
+LOG = "log.jsonl"
 _CHECKPOINT_MAGIC = b"NCHL-CHECKPOINT-1\n"
 GENOME_INIT_RANGE = 1.0  # the initial ES mean is uniform in [-1, 1], as in the paper
 BACKENDS = ("c", "python")
 NO_VALIDATION = {"validation_mean": None, "validation_std": None, "validation_of": None}  # log fields, not validated
+
+
+def read_log(run_dir: str | Path) -> list[dict]:
+    """The rows of a run's ``log.jsonl``, one per completed generation; a missing, corrupt or empty
+    log is a clear error, since every reader of a run needs at least one row."""
+    path = Path(run_dir) / LOG
+    try:
+        rows = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+    except (OSError, json.JSONDecodeError) as e:
+        raise NchlError(f"{path} is unreadable: {e}") from None
+    if not rows:
+        raise NchlError(f"{path} is unreadable: no completed generation in it yet")
+    return rows
 
 
 class ConfigError(NchlError):
@@ -307,7 +321,7 @@ class Run:
                       "validation_seeds": self.validation_seeds,
                       "versions": _versions(), "command": sys.argv}
             atomic_write(self.out / "config.json", (json.dumps(record, indent=2) + "\n").encode())
-            (self.out / "log.jsonl").write_text("")
+            (self.out / LOG).write_text("")
             write_checkpoint(self.out / CHECKPOINT, self.state)
             log(f"new run {self.out}: task {config.task}, rule {self.spec.rule}, layers [{self.spec.topology}], "
                 f"{self.spec.genome_length} parameters, {optimizer.name} with popsize {optimizer.popsize}")
@@ -352,7 +366,7 @@ class Run:
 
     def _truncate_log(self, generations: int) -> None:
         """Drop log lines written after the checkpoint (a crash between the two writes)."""
-        path = self.out / "log.jsonl"
+        path = self.out / LOG
         lines = path.read_text().splitlines(keepends=True) if path.exists() else []
         if len(lines) < generations:
             raise CheckpointError(f"{path} has {len(lines)} generations but the checkpoint has {generations}")
@@ -413,7 +427,7 @@ class Run:
                          "sigma": opt.sigma, "evaluations": st["evaluations"], "env_steps": st["env_steps"],
                          "failures": int((~ok).sum()), "env_steps_per_s": steps / training_time,
                          "wall_time": st["wall_time"]}
-                with open(self.out / "log.jsonl", "a") as f:
+                with open(self.out / LOG, "a") as f:
                     f.write(json.dumps(entry) + "\n")
                 if champion is not None:
                     Genome(self.spec, st["best_genome"], task=cfg.task, seed=cfg.seed,

@@ -10,6 +10,7 @@ from pathlib import Path
 import numpy as np
 
 from .errors import NchlError
+from .evolution import read_log
 
 
 def read_run(run_dir: str | Path) -> tuple[str, np.ndarray, np.ndarray]:
@@ -18,11 +19,9 @@ def read_run(run_dir: str | Path) -> tuple[str, np.ndarray, np.ndarray]:
     run_dir = Path(run_dir)
     try:
         cfg = json.loads((run_dir / "config.json").read_text())
-        log = [json.loads(line) for line in (run_dir / "log.jsonl").read_text().splitlines() if line.strip()]
     except (OSError, json.JSONDecodeError) as e:
         raise NchlError(f"{run_dir}: not a readable run directory: {e}") from None
-    if not log:
-        raise NchlError(f"{run_dir}: the run has no completed generation yet")
+    log = read_log(run_dir)
     s = cfg["settings"]
     label = s["rule"] if s["rule"] != "wnchl" else f"wnchl (m={s['window']})"
     validation = np.array([np.nan if e.get("best_validation") is None else e["best_validation"] for e in log])

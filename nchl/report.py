@@ -24,7 +24,7 @@ import numpy as np
 
 from .campaign import EVALUATION, read_manifest, summary
 from .errors import NchlError
-from .evolution import evaluation_controller
+from .evolution import evaluation_controller, read_log
 from .genome import Genome
 from .spec import RULES
 from .memory import fig1, footprint
@@ -112,11 +112,8 @@ def _recorded_episodes(genome: Genome, task: str, seeds: list[int]) -> list:
 def _run_cost(run_dir: Path) -> tuple[int, float]:
     """Training environment steps and evolution wall time (s, summed over resumes) of a run, from the
     last row of its log: what a larger campaign will cost, per rule and task."""
-    try:
-        last = json.loads((run_dir / "log.jsonl").read_text().splitlines()[-1])
-        return int(last["env_steps"]), float(last["wall_time"])
-    except (OSError, IndexError, KeyError, TypeError, ValueError) as e:
-        raise NchlError(f"{run_dir}: finished, but its log.jsonl is unreadable ({e!r})") from None
+    last = read_log(run_dir)[-1]
+    return int(last["env_steps"]), float(last["wall_time"])
 
 
 _WEIGHT_STYLE = {"nchl": "-", "hl": "--", "wnchl": ":"}

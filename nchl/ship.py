@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Callable
 
 from .errors import NchlError
-from .evolution import evaluate_genome
+from .evolution import evaluate_genome, read_log
 from .genome import Genome
 from .zoo import HERE
 
@@ -30,9 +30,9 @@ def add_champion(run_dir: str | Path, name: str, episodes: int = 100, into: str 
     run_dir, into = Path(run_dir), Path(into)
     try:
         config = json.loads((run_dir / "config.json").read_text())
-        rows = [json.loads(line) for line in (run_dir / "log.jsonl").read_text().splitlines() if line.strip()]
     except (OSError, json.JSONDecodeError) as e:
         raise NchlError(f"{run_dir}: not a readable run directory: {e}") from None
+    rows = read_log(run_dir)
     genome = Genome.load(run_dir / "best.npz")
     log(f"scoring {run_dir / 'best.npz'} on {episodes} held-out episodes")
     stats = evaluate_genome(genome.spec, genome.values, genome.task, episodes, seed=0, workers=workers, log=log)
