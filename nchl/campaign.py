@@ -131,10 +131,15 @@ class Campaign:
             raise ConfigError(str(e)) from None
         return cfg
 
+    def same_budget(self, other: "Campaign") -> bool:
+        """Whether both run their cells with the same ``[evolve]`` and ``[evaluate]`` settings, so
+        their runs can stand side by side (and a run of one is a run of the other)."""
+        return self.evolve == other.evolve and self.episodes == other.episodes
+
     def extends(self, other: "Campaign") -> bool:
         """Whether this grid holds every run of ``other`` with the same settings, so ``other``'s finished
         runs are this campaign's too (a run depends only on its cell and the shared settings)."""
-        return (self.evolve == other.evolve and self.episodes == other.episodes
+        return (self.same_budget(other)
                 and all(set(getattr(self, k)) >= set(getattr(other, k))
                         for k in ("tasks", "rules", "windows", "seeds")))
 
@@ -215,7 +220,8 @@ def run_campaign(path: str | os.PathLike, out: str | os.PathLike, workers: int =
                 raise NchlError(f"{out} holds a different campaign ({out / MANIFEST}); use another --out, the "
                                 "campaign file it was started with, or one that only adds tasks, rules, windows "
                                 "or seeds")
-            added = [c.name for c in campaign.cells() if c not in set(saved.cells())]
+            old = set(saved.cells())
+            added = [c.name for c in campaign.cells() if c not in old]
             log(f"campaign {out}: extended by {len(added)} runs ({', '.join(added[:4])}"
                 f"{', ...' if len(added) > 4 else ''}); its finished runs are kept")
             atomic_write(out / MANIFEST, (json.dumps(manifest, indent=1) + "\n").encode())

@@ -76,14 +76,20 @@ def pairwise_tests(groups: dict[str, list[float]]) -> list[dict]:
     return rows
 
 
+def _best_runs(cells: list[dict], by: str) -> dict[str, dict]:
+    """The run with the best held-out mean for each value of a cell attribute (``variant``, ``rule``)."""
+    best: dict[str, dict] = {}
+    for r in cells:
+        k = getattr(r["cell"], by)
+        if k not in best or r["evaluation"]["mean"] > best[k]["evaluation"]["mean"]:
+            best[k] = r
+    return best
+
+
 def best_champion_tests(cells: list[dict]) -> tuple[dict[str, dict], list[dict]]:
     """Each rule variant's best run (by held-out mean) and pairwise tests between those champions' episode
     distances; no tests where every episode of a champion is the same (a deterministic task such as the VSR)."""
-    best: dict[str, dict] = {}
-    for r in cells:
-        v = r["cell"].variant
-        if v not in best or r["evaluation"]["mean"] > best[v]["evaluation"]["mean"]:
-            best[v] = r
+    best = _best_runs(cells, "variant")
     episodes = {v: [e["fitness"] for e in r["evaluation"]["per_episode"]] for v, r in best.items()}
     if len(best) < 2 or all(np.ptp(x) == 0 for x in episodes.values()):
         return best, []
@@ -199,7 +205,7 @@ def _champion_boxes(task: str, cells: list[dict], out: Path, caption: str) -> li
     return _figure(fig, out, f"champions-{task}.png", caption)
 
 
-def _rule_table(task: str, cells: list[dict], costs: dict) -> tuple[list[str], list[tuple]]:
+def _rule_table(cells: list[dict], costs: dict) -> tuple[list[str], list[tuple]]:
     """Per rule variant: size, state memory, champion statistics and compute, then the seed-level tests.
     Also returns ``(variant, spec, state bytes, champion means)`` per variant for the window sweep."""
     variants = _variants(cells)
@@ -213,7 +219,7 @@ def _rule_table(task: str, cells: list[dict], costs: dict) -> tuple[list[str], l
         spec = Genome.load(r0["dir"] / "best.npz").spec
         fp, g = footprint(spec), np.array(groups[v])
         q1, q3 = np.percentile(g, [25, 75])
-        steps, wall = np.mean([c for cell, c in costs.items() if cell.task == task and cell.variant == v], axis=0)
+        steps, wall = np.mean([costs[r["cell"]] for r in cells if r["cell"].variant == v], axis=0)
         md.append(f"| {v} | {fp.genome_length:,} | {fp.state_bytes:,} | {len(g)} | {np.median(g):.2f} | "
                   f"{g.mean():.2f} | {q1:.2f} - {q3:.2f} | {steps / 1e6:.2f} | {wall / 60:.1f} |")
         sweep.append((v, spec, fp.state_bytes, g))
@@ -258,13 +264,8 @@ def _window_sweep(task: str, sweep: list[tuple], out: Path, budget: str) -> list
 
 def _weights_figure(task: str, cells: list[dict], out: Path, budget: str) -> list[str]:
     """Weights of each rule's best champion within one held-out episode: norms over time, final values."""
-    weight_runs = {}
-    for rule in ("nchl", "hl", "wnchl"):
-        mine = [r for r in cells if r["cell"].rule == rule]
-        if mine:
-            weight_runs[rule] = max(mine, key=lambda r: r["evaluation"]["mean"])
-    if not weight_runs:
-        return []
+    best = _best_runs(cells, "rule")
+    weight_runs = {rule: best[rule] for rule in ("nchl", "hl", "wnchl") if rule in best}
     fig, (ax1, ax2) = _plt().subplots(1, 2, figsize=(11, 4))
     for rule, r in weight_runs.items():
         norms, finals, dt = _weight_trace(Genome.load(r["dir"] / "best.npz"), task, 0)
@@ -294,7 +295,7 @@ def _finished_runs(campaign_dirs: list[Path]) -> tuple[list, list[dict], int]:
     campaigns, done, total, where = [], [], 0, {}
     for src in campaign_dirs:
         campaign, _ = read_manifest(src)
-        if campaigns and (campaign.evolve, campaign.episodes) != (campaigns[0].evolve, campaigns[0].episodes):
+        if campaigns and not campaign.same_budget(campaigns[0]):
             raise NchlError(f"{src} ran at another budget than {campaign_dirs[0]} ([evolve] or [evaluate] "
                             "differ): a report combines campaigns of one budget only")
         campaigns.append(campaign)
@@ -323,7 +324,7 @@ def make_report(campaign_dirs: str | Path | list[str | Path], out: str | Path, b
     out.mkdir(parents=True, exist_ok=True)
     first = json.loads((done[0]["dir"] / "config.json").read_text())
     gens = campaign.evolve.get("generations", 100)
-    seeds = sorted({s for c in campaigns for s in c.seeds})
+    seeds = {s for c in campaigns for s in c.seeds}
     budget = (f"Budget: {gens} generations, popsize {first['popsize']}, {len(seeds)} seeds per "
               f"configuration, champions re-scored on {campaign.episodes} held-out episodes; "
               f"{len(done)} of {total} runs finished.")
@@ -350,7 +351,7 @@ def make_report(campaign_dirs: str | Path | list[str | Path], out: str | Path, b
                f"validation mean (dashed); right: final training bests. {budget}*", ""]
         md += _champion_boxes(task, cells, out, f"{task}: every run's champion on its {campaign.episodes} held-out "
                               f"episodes (Fig. 3/5 of the paper). {budget}")
-        table, sweep = _rule_table(task, cells, costs)
+        table, sweep = _rule_table(cells, costs)
         md += table
         md += _best_champion_section(cells, campaign.episodes)
         md += _window_sweep(task, sweep, out, budget)
