@@ -16,6 +16,7 @@ the generated C are therefore bit-identical, step after step.
 
 from __future__ import annotations
 
+from functools import cached_property
 from typing import Mapping
 
 import numpy as np
@@ -289,11 +290,18 @@ class WNcHL(Controller):
         (how large do they get?), never used by :meth:`step`, which needs no weight matrix."""
         off = self.topology.offsets
         past = self.acts[:self.count]
+        return [window_weights(q, past[:, off[l]:off[l + 1]], past[:, off[l + 1]:off[l + 2]])
+                for l, q in enumerate(self._synapse_params)]
+
+    @cached_property
+    def _synapse_params(self) -> list[dict[str, np.ndarray]]:
+        """Layer parameters with the per-synapse constants of :func:`nchl_delta`, built on the first
+        call of :attr:`weights` only: the low-rank step never needs per-synapse values."""
         out = []
-        for l, q in enumerate(self.layer_params):
+        for q in self.layer_params:
             q = dict(q)
             add_synapse_constants(q)
-            out.append(window_weights(q, past[:, off[l]:off[l + 1]], past[:, off[l + 1]:off[l + 2]]))
+            out.append(q)
         return out
 
     def reset(self, seed: int = 0) -> None:

@@ -137,9 +137,10 @@ def _weight_trace(genome: Genome, task: str, seed: int) -> tuple[np.ndarray, np.
     norms, done = [], False
     while not done:
         obs, _, terminated, truncated, _ = env.step(ctrl.step(obs))
-        norms.append([float(np.linalg.norm(w)) for w in ctrl.weights])
+        weights = ctrl.weights  # WNcHL rebuilds them on every access: once per step
+        norms.append([float(np.linalg.norm(w)) for w in weights])
         done = terminated or truncated
-    return np.array(norms), np.concatenate([np.asarray(w).ravel() for w in ctrl.weights]), float(env.unwrapped.dt)
+    return np.array(norms), np.concatenate([np.asarray(w).ravel() for w in weights]), float(env.unwrapped.dt)
 
 
 def _behaviour_map(task: str, cells: list[dict], out: Path, episodes: int, budget: str) -> list[str]:
