@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import io
 import json
 import math
 import os
@@ -60,6 +61,7 @@ LOG = "log.jsonl"
 _CHECKPOINT_MAGIC = b"NCHL-CHECKPOINT-1\n"
 GENOME_INIT_RANGE = 1.0  # the initial ES mean is uniform in [-1, 1], as in the paper
 BACKENDS = ("c", "python")
+_FINAL_ONLY = "final_validation"  # checkpoint key: what a validation due only to the run's end changed
 NO_VALIDATION = {"validation_mean": None, "validation_std": None, "validation_of": None}  # log fields, not validated
 
 
@@ -219,8 +221,35 @@ def _versions() -> dict[str, str]:
     return out
 
 
+_GLOBAL_RNG = np.random.randn.__self__  # numpy's global generator, which pycma samples from
+_GLOBAL_RNG_ID = "numpy.random global generator"
+
+
+class _CheckpointPickler(pickle.Pickler):
+    """Pickles numpy's global generator as a reference, not as a copy.
+
+    pycma keeps ``np.random.randn``, a method bound to the global generator. A plain pickle
+    would restore it bound to a private copy while the rest of pycma still draws from the
+    global one (its TPA step-size rule, used from 300 dimensions on, calls
+    ``np.random.randint`` every iteration): the uninterrupted run interleaves one stream, the
+    resumed run would split it in two and diverge from its second generation on. The run
+    saves and restores the global generator's state itself (``np_random``)."""
+
+    def persistent_id(self, obj: Any) -> str | None:
+        return _GLOBAL_RNG_ID if obj is _GLOBAL_RNG else None
+
+
+class _CheckpointUnpickler(pickle.Unpickler):
+    def persistent_load(self, pid: Any) -> Any:
+        if pid != _GLOBAL_RNG_ID:
+            raise pickle.UnpicklingError(f"unknown reference {pid!r}")
+        return _GLOBAL_RNG
+
+
 def write_checkpoint(path: Path, state: dict) -> None:
-    payload = pickle.dumps(state, protocol=pickle.HIGHEST_PROTOCOL)
+    buffer = io.BytesIO()
+    _CheckpointPickler(buffer, protocol=pickle.HIGHEST_PROTOCOL).dump(state)
+    payload = buffer.getvalue()
     atomic_write(path, _CHECKPOINT_MAGIC + hashlib.sha256(payload).hexdigest().encode() + b"\n" + payload)
 
 
@@ -238,7 +267,7 @@ def read_checkpoint(path: Path) -> dict:
         raise CheckpointError(f"{path}: checkpoint is corrupt or truncated (checksum mismatch); "
                               "refusing to restart the run silently")
     try:
-        return pickle.loads(payload)
+        return _CheckpointUnpickler(io.BytesIO(payload)).load()
     except Exception as e:  # a checksum-valid payload from an incompatible version
         raise CheckpointError(f"{path}: checkpoint cannot be loaded by this nchl: {e}") from None
 
@@ -297,6 +326,8 @@ class Run:
             self.state = read_checkpoint(self.out / CHECKPOINT)
             self.state.setdefault("best_validation", -math.inf)  # checkpoints from before validation
             self._truncate_log(self.state["generation"])
+            if _FINAL_ONLY in self.state and config.generations > self.state["generation"]:
+                self._undo_final_validation()
             log(f"resuming {self.out} at generation {self.state['generation'] + 1}/{config.generations}")
         else:
             if config is None:
@@ -330,11 +361,32 @@ class Run:
     def validation_seeds(self) -> list[int]:
         return validation_seeds(self.config.seed, self.config.validation_episodes)
 
-    def _validates(self, generation: int) -> bool:
-        """Whether generation ``generation`` (1-based) re-evaluates its best on the validation episodes."""
+    def _validates_periodically(self, generation: int) -> bool:
         cfg = self.config
-        return cfg.validation_episodes > 0 and (generation % cfg.validation_every == 0
-                                                or generation == cfg.generations)
+        return cfg.validation_episodes > 0 and generation % cfg.validation_every == 0
+
+    def _validates(self, generation: int) -> bool:
+        """Whether generation ``generation`` (1-based) re-evaluates its best on the validation episodes:
+        every ``validation_every`` generations, and at the last one so that a run ends on a validated champion."""
+        return self._validates_periodically(generation) or (self.config.validation_episodes > 0
+                                                            and generation == self.config.generations)
+
+    def _undo_final_validation(self) -> None:
+        """A run extended past its last generation continues as if it had been asked for the longer
+        budget from the start: the validation that only ran because the run ended there is taken
+        back (its log fields, the champion it chose), so extended and uninterrupted runs are equal."""
+        undo = self.state.pop(_FINAL_ONLY)
+        self.state["best_genome"], self.state["best_validation"] = undo["best_genome"], undo["best_validation"]
+        lines = (self.out / LOG).read_text().splitlines(keepends=True)
+        atomic_write(self.out / LOG, "".join(lines[:-1] + [json.dumps(undo["row"]) + "\n"]).encode())
+        if undo["best_genome"] is None:
+            (self.out / "best.npz").unlink(missing_ok=True)
+        else:
+            self._save_champion(undo["best_genome"], undo["best_validation"])
+
+    def _save_champion(self, genome: np.ndarray, fitness: float) -> None:
+        cfg = self.config
+        Genome(self.spec, genome, task=cfg.task, seed=cfg.seed, fitness=fitness).save(self.out / "best.npz")
 
     def _validate_best(self, pool, candidates: np.ndarray, fitness: np.ndarray,
                        center: np.ndarray) -> tuple[dict, tuple[np.ndarray, float] | None]:
@@ -408,6 +460,7 @@ class Run:
                     st["best_fitness"] = float(fitness[i])
                     champion = None if cfg.validation_episodes else (candidates[i], st["best_fitness"])
                 validation = dict(NO_VALIDATION)
+                before_final = {"best_genome": st["best_genome"], "best_validation": st["best_validation"]}
                 if self._validates(g + 1):
                     validation, better = self._validate_best(pool, candidates, np.where(ok, fitness, -np.inf),
                                                              opt.center)
@@ -427,11 +480,14 @@ class Run:
                          "sigma": opt.sigma, "evaluations": st["evaluations"], "env_steps": st["env_steps"],
                          "failures": int((~ok).sum()), "env_steps_per_s": steps / training_time,
                          "wall_time": st["wall_time"]}
+                st.pop(_FINAL_ONLY, None)
+                if self._validates(g + 1) and not self._validates_periodically(g + 1):
+                    st[_FINAL_ONLY] = {**before_final, "row": {**entry, **NO_VALIDATION,
+                                                                "best_validation": before_final["best_validation"]}}
                 with open(self.out / LOG, "a") as f:
                     f.write(json.dumps(entry) + "\n")
                 if champion is not None:
-                    Genome(self.spec, st["best_genome"], task=cfg.task, seed=cfg.seed,
-                           fitness=champion[1]).save(self.out / "best.npz")
+                    self._save_champion(st["best_genome"], champion[1])
                 write_checkpoint(self.out / CHECKPOINT, st)
                 gen_times.append(elapsed)
                 eta = np.median(gen_times) * (cfg.generations - g - 1)

@@ -8,8 +8,9 @@
 
 ``auto`` picks ``cma`` up to :data:`FULL_CMA_MAX_DIM` values and ``sep-cma``
 above. All maximise. pycma draws from numpy's global generator, so a
-checkpoint must store ``np.random.get_state()`` beside the optimizer; the
-OpenAI-ES keeps its own generator in its state.
+checkpoint must store ``np.random.get_state()`` beside the optimizer and refer
+to that generator rather than copy it (:mod:`nchl.evolution`'s checkpoints do);
+the OpenAI-ES keeps its own generator in its state.
 """
 
 from __future__ import annotations
