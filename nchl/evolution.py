@@ -351,9 +351,10 @@ class Run:
                       "genome_init": f"uniform(-{GENOME_INIT_RANGE}, {GENOME_INIT_RANGE})",
                       "validation_seeds": self.validation_seeds,
                       "versions": _versions(), "command": sys.argv}
-            atomic_write(self.out / "config.json", (json.dumps(record, indent=2) + "\n").encode())
-            (self.out / LOG).write_text("")
+            # config.json last: it marks a run that can be resumed (a crash before it leaves a new run)
             write_checkpoint(self.out / CHECKPOINT, self.state)
+            atomic_write(self.out / LOG, b"")
+            atomic_write(self.out / "config.json", (json.dumps(record, indent=2) + "\n").encode())
             log(f"new run {self.out}: task {config.task}, rule {self.spec.rule}, layers [{self.spec.topology}], "
                 f"{self.spec.genome_length} parameters, {optimizer.name} with popsize {optimizer.popsize}")
 

@@ -139,3 +139,28 @@ def test_interrupted_and_resumed_equals_uninterrupted(tmp_path, uninterrupted, s
 @pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGKILL], ids=["SIGINT", "SIGKILL"])
 def test_interrupted_at_any_generation_equals_uninterrupted(tmp_path, uninterrupted, sig, after):
     assert_same_run(uninterrupted["nchl"], interrupted_and_resumed(tmp_path, sig, after))
+
+
+def test_killed_campaign_cell_resumes_to_the_uninterrupted_result(tmp_path, uninterrupted):
+    """``kill -9`` of a whole campaign in the middle of a cell, then the same command again: the cell's
+    log, champion and evaluation are those of the uninterrupted run with the same settings."""
+    from nchl.campaign import EVALUATION
+    from nchl.evolution import evaluate_genome
+    from nchl.genome import Genome
+
+    (tmp_path / "c.toml").write_text(
+        '[campaign]\ntasks = ["vsr-low"]\nrules = ["nchl"]\nseeds = [1]\n'
+        f"[evolve]\ngenerations = {GENERATIONS}\npopsize = 6\nvalidation_every = 2\nvalidation_episodes = 2\n"
+        "[evaluate]\nepisodes = 2\n")
+    p = start("campaign", "c.toml", "--out", "c", "--workers", "2", cwd=tmp_path)
+    cell = tmp_path / "c" / "vsr-low-nchl-s1"
+    wait_for_generations(cell / "log.jsonl", 3, p)
+    interrupt(p, signal.SIGKILL)
+    assert not (cell / EVALUATION).exists()
+    r = nchl("campaign", "c.toml", "--out", "c", "--workers", "2", cwd=tmp_path)
+    assert r.returncode == 0, r.stderr
+    assert_same_run(uninterrupted["nchl"], cell)
+    best = Genome.load(cell / "best.npz")
+    expected = evaluate_genome(best.spec, best.values, "vsr-low", 2, workers=2, log=lambda m: None)
+    evaluation = json.loads((cell / EVALUATION).read_text())
+    assert {k: evaluation[k] for k in expected} == json.loads(json.dumps(expected))
