@@ -36,7 +36,7 @@ from typing import Any, Callable
 
 from .errors import NchlError
 from .evolution import ConfigError, EvolveConfig, Run, evaluate_genome, load_toml
-from .fileio import atomic_write
+from .fileio import WriterLock, atomic_write
 from .genome import Genome
 from .spec import RULES
 
@@ -177,16 +177,17 @@ def run_cell(out: Path, campaign: Campaign, cell: Cell, workers: int, scheduler:
     """Evolve (or resume) one cell, then score its champion on held-out episodes."""
     run_dir = out / cell.name
     where = {"workers": workers, **({"scheduler": scheduler} if scheduler else {})}
-    if (run_dir / "config.json").is_file():
-        Run(run_dir, resume=True, where=where, log=log).run()
-    else:
-        Run(run_dir, campaign.config(cell, where=where), log=log).run()
-    genome = Genome.load(run_dir / "best.npz")
-    stats = evaluate_genome(genome.spec, genome.values, cell.task, campaign.episodes, seed=0, workers=workers,
-                            log=log)
-    record = {"cell": cell.name, "task": cell.task, "rule": cell.rule, "window": cell.window, "seed": cell.seed,
-              **stats}
-    atomic_write(run_dir / EVALUATION, (json.dumps(record, indent=1) + "\n").encode())
+    with WriterLock(run_dir, "run") as lock:
+        if (run_dir / "config.json").is_file():
+            Run(run_dir, resume=True, where=where, log=log, lock=lock).run()
+        else:
+            Run(run_dir, campaign.config(cell, where=where), log=log, lock=lock).run()
+        genome = Genome.load(run_dir / "best.npz")
+        stats = evaluate_genome(genome.spec, genome.values, cell.task, campaign.episodes, seed=0, workers=workers,
+                                log=log)
+        record = {"cell": cell.name, "task": cell.task, "rule": cell.rule, "window": cell.window,
+                  "seed": cell.seed, **stats}
+        atomic_write(run_dir / EVALUATION, (json.dumps(record, indent=1) + "\n").encode())
     return record
 
 
@@ -208,10 +209,18 @@ def time_left(durations: dict[str, list[float]], left: list[Cell], parallel: int
 
 def run_campaign(path: str | os.PathLike, out: str | os.PathLike, workers: int = 2, parallel: int = 1,
                  scheduler: str | None = None, log: Callable[[str], None] = print) -> dict:
+    """Run (or resume, or extend) the campaign of file ``path`` in directory ``out``, which it holds
+    as its one writer while it runs; each cell holds its own run directory."""
     campaign, out = load_campaign(path), Path(out)
     for name, v in (("workers", workers), ("parallel", parallel)):
         if isinstance(v, bool) or not isinstance(v, int) or v < 1:
             raise NchlError(f"{name} must be an integer >= 1, got {v!r}")
+    with WriterLock(out, "campaign"):
+        return _run_campaign(path, campaign, out, workers, parallel, scheduler, log)
+
+
+def _run_campaign(path: str | os.PathLike, campaign: Campaign, out: Path, workers: int, parallel: int,
+                  scheduler: str | None, log: Callable[[str], None]) -> dict:
     manifest = {"settings": campaign.settings(), "source": str(path), "cells": [c.name for c in campaign.cells()]}
     if (out / MANIFEST).is_file():
         saved, _ = read_manifest(out)

@@ -47,7 +47,7 @@ from nchl_sim import get_task, rollout
 
 from .controllers import make_controller
 from .errors import NchlError
-from .fileio import atomic_write
+from .fileio import WriterLock, atomic_write
 from .genome import Genome
 from .optimizers import make_optimizer
 from .prng import check_seed
@@ -67,10 +67,12 @@ NO_VALIDATION = {"validation_mean": None, "validation_std": None, "validation_of
 
 def read_log(run_dir: str | Path) -> list[dict]:
     """The rows of a run's ``log.jsonl``, one per completed generation; a missing, corrupt or empty
-    log is a clear error, since every reader of a run needs at least one row."""
+    log is a clear error, since every reader of a run needs at least one row. A last line without
+    its newline is a row being written by the running generation, not yet a row."""
     path = Path(run_dir) / LOG
     try:
-        rows = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+        complete = path.read_text().rpartition("\n")[0]
+        rows = [json.loads(line) for line in complete.splitlines() if line.strip()]
     except (OSError, json.JSONDecodeError) as e:
         raise NchlError(f"{path} is unreadable: {e}") from None
     if not rows:
@@ -300,19 +302,41 @@ def _fmt_time(seconds: float) -> str:
 
 
 class Run:
-    """One evolution run in ``out``: start fresh or resume, then :meth:`run`."""
+    """One evolution run in ``out``: start fresh or resume, then :meth:`run`.
+
+    The run is the directory's one writer (:class:`~nchl.fileio.WriterLock`) from construction
+    to the end of :meth:`run`, unless the caller passes the ``lock`` it holds on ``out`` (a
+    campaign cell keeps its directory until the champion is evaluated)."""
 
     def __init__(self, out: str | os.PathLike, config: EvolveConfig | None = None, resume: bool = False,
                  generations: int | None = None, log: Callable[[str], None] = print,
-                 evaluator: str = "nchl.evolution:evaluate_candidate", where: dict | None = None) -> None:
+                 evaluator: str = "nchl.evolution:evaluate_candidate", where: dict | None = None,
+                 lock: WriterLock | None = None) -> None:
         """``where`` may change ``workers``/``scheduler`` of a resumed run: they do not change results."""
         self.out = Path(out)
         self.log = log
         self.evaluator = evaluator
+        if resume and not (self.out / "config.json").is_file():
+            raise ConfigError(f"{self.out}: no run to resume (config.json missing)")
+        if not resume:
+            if config is None:
+                raise ConfigError("a new run needs a config")
+            config.spec()  # bad settings fail before the directory exists
+        self._own_lock = None if lock else WriterLock(self.out, "run")
+        try:
+            self._open(config, resume, generations, where)
+        except BaseException:
+            self._release()
+            raise
+
+    def _release(self) -> None:
+        if self._own_lock is not None:
+            self._own_lock.release()
+
+    def _open(self, config: EvolveConfig | None, resume: bool, generations: int | None, where: dict | None) -> None:
+        log = self.log
         if resume:
             cfg_path = self.out / "config.json"
-            if not cfg_path.is_file():
-                raise ConfigError(f"{self.out}: no run to resume (config.json missing)")
             try:
                 saved = json.loads(cfg_path.read_text())
                 config = EvolveConfig.from_mapping(saved["settings"], str(cfg_path))
@@ -330,8 +354,6 @@ class Run:
                 self._undo_final_validation()
             log(f"resuming {self.out} at generation {self.state['generation'] + 1}/{config.generations}")
         else:
-            if config is None:
-                raise ConfigError("a new run needs a config")
             if (self.out / "config.json").exists():
                 raise ConfigError(f"{self.out} already holds a run; continue it with --resume {self.out} "
                                   "or choose another --out")
@@ -427,6 +449,12 @@ class Run:
             atomic_write(path, "".join(lines[:generations]).encode())
 
     def run(self) -> dict:
+        try:
+            return self._generations()
+        finally:
+            self._release()
+
+    def _generations(self) -> dict:
         cfg, st = self.config, self.state
         opt = st["optimizer"]
         np.random.set_state(st["np_random"])
