@@ -58,6 +58,10 @@ class WriterLock:
             raise DirectoryBusy(f"{directory} is being written by {holder}: a {what} directory has one writer at "
                                 "a time; wait for it to finish or stop it (a stopped or killed process releases "
                                 "the directory by itself)") from None
+        except OSError as e:  # e.g. a network file system mounted without lock support
+            f.close()
+            raise NchlError(f"cannot lock {directory} for writing ({e.strerror}): its file system has no working "
+                            "flock; use a local directory or one mounted with lock support") from None
         f.seek(0)
         f.truncate()
         command = " ".join(["nchl" if a.endswith(("cli.py", "/nchl")) else a for a in sys.argv[:4]])
