@@ -9,6 +9,7 @@ forward over the episode.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from functools import cached_property
 
@@ -17,6 +18,8 @@ import numpy as np
 
 from nchl.errors import NchlError
 from nchl.topology import Topology
+
+from .perturb import Condition, Perturbed
 
 
 class UnknownTask(NchlError):
@@ -78,10 +81,12 @@ class Task:
     obs_bound: float = float("inf")
 
     def make_env(self, early_stop: bool = False, full_length: bool = False, render_mode: str | None = None,
-                 width: int = 480, height: int = 360, camera: str = "track") -> gym.Env:
+                 width: int = 480, height: int = 360, camera: str = "track",
+                 conditions: Sequence[Condition] = ()) -> gym.Env:
         """A fresh environment; ``early_stop`` adds :class:`NoProgressStop`; ``full_length``
         switches off the task's own termination (Ant's unhealthy check), so every episode
-        lasts ``episode_steps`` (used to compare C and Python over whole episodes).
+        lasts ``episode_steps`` (used to compare C and Python over whole episodes);
+        ``conditions`` perturb it (:mod:`nchl_sim.perturb`; none: the task as it is).
         ``render_mode`` (``rgb_array``/``human``) renders frames of ``width x height`` pixels
         from a ``camera`` that follows the robot (``track``) or stays at the start (``fixed``);
         MuJoCo tasks need an OpenGL backend for it (``MUJOCO_GL``)."""
@@ -94,6 +99,9 @@ class Task:
         env = gym.make(self.env_id, max_episode_steps=self.episode_steps, **kwargs)
         if self.obs_scale:
             env = ScaleObservation(env, np.concatenate([np.full(n, f) for n, f in self.obs_scale]), self.obs_bound)
+        if any(c.strength > 0 for c in conditions):
+            scale = env.observation if isinstance(env, ScaleObservation) else (lambda o: o)
+            env = Perturbed(env, conditions, to_observation=scale, ant=self.env_id == "Ant-v5")
         return NoProgressStop(env) if early_stop else env
 
     @cached_property

@@ -134,6 +134,14 @@ class VSRWalkerEnv(gym.Env):
         ])
         return np.clip(full[self.mask], -1.0, 1.0)
 
+    # The sub-step hook of Gymnasium's MuJoCo environments, which nchl_sim.perturb drives
+    def _step_mujoco_simulation(self, ctrl: np.ndarray, n_frames: int) -> None:
+        self.data.ctrl[:] = ctrl
+        mujoco.mj_step(self.model, self.data, nstep=n_frames)
+
+    def _get_obs(self) -> np.ndarray:
+        return self._obs(self.positions())
+
     # -- gymnasium API ----------------------------------------------------
     def reset(self, *, seed: int | None = None, options: dict | None = None):
         super().reset(seed=seed)
@@ -155,9 +163,8 @@ class VSRWalkerEnv(gym.Env):
         if not np.isfinite(a).all():
             raise NchlError("action has non-finite values")
         self._actuation[:] = np.clip(a, -1.0, 1.0)
-        self.data.ctrl[:] = self._actuation[self.vsr.act_voxel]
         warnings_before = self.data.warning[mujoco.mjtWarning.mjWARN_BADQACC].number
-        mujoco.mj_step(self.model, self.data, nstep=self.substeps)
+        self._step_mujoco_simulation(self._actuation[self.vsr.act_voxel], self.substeps)
         unstable = (self.data.warning[mujoco.mjtWarning.mjWARN_BADQACC].number != warnings_before
                     or not np.isfinite(self.data.qpos).all())
         positions = self.positions()  # read once per step for both the fitness and the sensors

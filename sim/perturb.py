@@ -1,0 +1,277 @@
+"""The reality gap as a catalogue of perturbations, composable on any task's environment.
+
+A :class:`Condition` is a catalogue name, a strength and an onset (the control step from which it
+acts: 0 = the whole episode, 500 = an event in the middle, to measure recovery). At strength 0 a
+condition is the identity, bit for bit: it is not even installed. Every random choice (noise, the
+motor that dies, the leg that is damaged, when pushes come) is drawn from the episode seed given
+to ``reset``, so a perturbed episode is a function of its seed.
+
+Sensors and actuators act at the physics sub-step where time matters (latency and actuation
+delay: Ant has 5 sub-steps of 10 ms per 50 ms control step, the VSR 10 of 2 ms per 20 ms), through
+the sub-step hook every MuJoCo task here offers: ``_step_mujoco_simulation(ctrl, n_frames)`` and
+``_get_obs()`` (Gymnasium's MuJoCo environments, and :class:`~nchl_sim.vsr_env.VSRWalkerEnv`).
+Body changes edit the compiled MuJoCo model in place (from a modified MjSpec for a damaged leg),
+so they can also strike in the middle of an episode; the model is restored at the next reset.
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+from dataclasses import dataclass
+from typing import Callable
+
+import gymnasium as gym
+import mujoco
+import numpy as np
+
+from nchl.errors import NchlError
+
+
+class PerturbationError(NchlError):
+    pass
+
+
+@dataclass(frozen=True)
+class Kind:
+    what: str
+    unit: str
+    default: float | str          # a number, or "control step" (one control period, in sub-steps)
+    maximum: float                 # strengths lie in [0, maximum]
+    integer: bool = False
+    ant_only: bool = False
+
+
+CATALOGUE: dict[str, Kind] = {
+    "obs-noise": Kind("Gaussian noise on every observation (the task's scaled units)", "sigma", 0.05, 10.0),
+    "quantize": Kind("observations quantized by an ADC over the observation range (0 = off)", "bits", 8, 32,
+                     integer=True),
+    "latency": Kind("the controller sees the observation of this many physics sub-steps ago", "sub-steps",
+                    "control step", 1000, integer=True),
+    "motor-gain": Kind("every motor loses this share of its strength", "share lost", 0.2, 1.0),
+    "dead-motor": Kind("one motor (drawn per episode) loses this share of its strength; 1 = dead",
+                       "share lost", 1.0, 1.0),
+    "action-noise": Kind("Gaussian noise on every action (clipped to [-1, 1])", "sigma", 0.1, 10.0),
+    "action-delay": Kind("motors receive the command of this many physics sub-steps ago", "sub-steps",
+                         "control step", 1000, integer=True),
+    "leg-damage": Kind("one foot segment (leg drawn per episode) loses this share of its length; 1 = removed",
+                       "share lost", 0.5, 1.0, ant_only=True),
+    "mass": Kind("every body is this much heavier", "relative", 0.2, 10.0),
+    "friction": Kind("floor and body friction lose this share", "share lost", 0.5, 0.99),
+    "push": Kind("horizontal pushes of this impulse at random times (every 2 s on average, 0.1 s each)",
+                 "N s", 0.5, 100.0),
+}
+ANT_FEET = ("left_ankle_geom", "right_ankle_geom", "third_ankle_geom", "fourth_ankle_geom")
+PUSH_RATE = 0.5        # pushes per second, Poisson
+PUSH_DURATION = 0.1    # s
+
+
+@dataclass(frozen=True)
+class Condition:
+    """One perturbation: catalogue ``name``, ``strength`` in its unit, acting from control step ``onset``."""
+
+    name: str
+    strength: float
+    onset: int = 0
+
+    def label(self) -> str:
+        s = f"{self.name}={self.strength:g}"
+        return s if self.onset == 0 else f"{s}@{self.onset}"
+
+
+def default_strength(name: str, substeps: int) -> float:
+    kind = kind_of(name)
+    return float(substeps) if kind.default == "control step" else float(kind.default)
+
+
+def kind_of(name: str) -> Kind:
+    try:
+        return CATALOGUE[name]
+    except KeyError:
+        raise PerturbationError(f"unknown condition {name!r}; choose from {', '.join(CATALOGUE)}") from None
+
+
+def condition(name: str, strength: float, onset: int = 0) -> Condition:
+    """A checked :class:`Condition`: known name, a finite strength in the condition's range, onset >= 0."""
+    kind = kind_of(name)
+    if isinstance(strength, bool) or not isinstance(strength, (int, float)) or not math.isfinite(strength):
+        raise PerturbationError(f"{name}: strength must be a finite number, got {strength!r}")
+    if not 0 <= strength <= kind.maximum:
+        raise PerturbationError(f"{name}: strength must be in [0, {kind.maximum:g}] ({kind.unit}), got {strength:g}")
+    if kind.integer and strength != int(strength):
+        raise PerturbationError(f"{name}: strength counts {kind.unit}: it must be a whole number, got {strength:g}")
+    if isinstance(onset, bool) or not isinstance(onset, int) or onset < 0:
+        raise PerturbationError(f"onset must be a control step >= 0, got {onset!r}")
+    return Condition(name, float(strength), onset)
+
+
+def substeps_of(env: gym.Env) -> int:
+    base = env.unwrapped
+    return int(getattr(base, "frame_skip", getattr(base, "substeps", 1)))
+
+
+class Perturbed(gym.Wrapper):
+    """A task environment under ``conditions`` (all at once).
+
+    Wrap the whole task environment (after its observation scaling); ``to_observation`` turns the
+    base environment's raw observation into the task's (its scaling), for latency."""
+
+    def __init__(self, env: gym.Env, conditions: list[Condition] | tuple[Condition, ...],
+                 to_observation: Callable[[np.ndarray], np.ndarray] = lambda o: o, ant: bool = False) -> None:
+        super().__init__(env)
+        self.base = env.unwrapped
+        if not hasattr(self.base, "_step_mujoco_simulation") or not hasattr(self.base, "_get_obs"):
+            raise PerturbationError(f"{type(self.base).__name__} has no physics sub-step hook to perturb")
+        names = [c.name for c in conditions]
+        if len(set(names)) != len(names):
+            raise PerturbationError(f"a condition appears twice in {names}")
+        for c in conditions:
+            if kind_of(c.name).ant_only and not ant:
+                raise PerturbationError(f"{c.name} applies to the Ant tasks only")
+        self.conditions = {c.name: c for c in conditions if c.strength > 0}
+        self.to_observation = to_observation
+        self.substeps = substeps_of(env)
+        bound = env.observation_space.high
+        if "quantize" in self.conditions and not np.isfinite(bound).all():
+            raise PerturbationError("quantize needs a bounded observation space; this task's observations are raw")
+        self._bound = np.asarray(bound, dtype=np.float64)
+        self._pristine = copy.copy(self.base.model) if self._edits_body() else None
+        self._model_edited = False
+        self._sub_original = self.base._step_mujoco_simulation
+        if any(n in self.conditions for n in ("latency", "action-delay", "push")):
+            self.base._step_mujoco_simulation = self._substeps
+        self.t = 0
+
+    # -- what acts now -----------------------------------------------------------
+    def _on(self, name: str) -> float:
+        c = self.conditions.get(name)
+        return c.strength if c is not None and self.t >= c.onset else 0.0
+
+    def _edits_body(self) -> bool:
+        return any(n in self.conditions for n in ("leg-damage", "mass", "friction"))
+
+    # -- gymnasium API ---------------------------------------------------------------
+    def reset(self, *, seed: int | None = None, options: dict | None = None):
+        if self._model_edited:
+            _assign(self.base.model, self._pristine)
+            self._model_edited = False
+        obs, info = self.env.reset(seed=seed, options=options)
+        self.t = 0
+        root = np.random.SeedSequence([0 if seed is None else seed, 0x5E15])
+        self.rng = np.random.default_rng(root)        # noise, drawn as the episode goes
+        choices = np.random.default_rng(root.spawn(1)[0])  # what the episode's damage is
+        self._dead = int(choices.integers(0, self.env.action_space.shape[0]))
+        self._foot = ANT_FEET[int(choices.integers(0, len(ANT_FEET)))]
+        step = self.base.model.opt.timestep
+        self._push_start = np.floor(np.cumsum(choices.exponential(1.0 / PUSH_RATE, 64)) / step).astype(np.int64)
+        self._push_len = max(1, round(PUSH_DURATION / step))
+        angles = choices.uniform(0, 2 * np.pi, 64)
+        self._push_dir = np.column_stack([np.cos(angles), np.sin(angles), np.zeros(64)])
+        self._substep = 0
+        self._ctrl_history = [np.zeros(self.base.model.nu)] * (int(self._on_max("action-delay")) + 1)
+        self._history = [self.base._get_obs()] * (int(self._on_max("latency")) + 1)
+        self._apply_body()
+        return self._observe(obs), info
+
+    def _on_max(self, name: str) -> float:
+        c = self.conditions.get(name)
+        return 0.0 if c is None else c.strength
+
+    def step(self, action):
+        self._apply_body()
+        a = np.asarray(action, dtype=np.float64)
+        gain = np.full(a.shape, 1.0 - self._on("motor-gain"))
+        gain[self._dead] *= 1.0 - self._on("dead-motor")
+        if (gain != 1.0).any():
+            a = a * gain
+        sigma = self._on("action-noise")
+        if sigma:
+            a = np.clip(a + self.rng.normal(0.0, sigma, a.shape), -1.0, 1.0)
+        obs, reward, terminated, truncated, info = self.env.step(a.astype(np.asarray(action).dtype, copy=False))
+        self.t += 1
+        if self._on("latency"):
+            obs = self.to_observation(self._history[-1 - int(self._on("latency"))])
+        return self._observe(obs), reward, terminated, truncated, info
+
+    def close(self) -> None:
+        self.base._step_mujoco_simulation = self._sub_original
+        super().close()
+
+    # -- sensors -----------------------------------------------------------------------
+    def _observe(self, obs: np.ndarray) -> np.ndarray:
+        sigma = self._on("obs-noise")
+        if sigma:
+            obs = np.clip(obs + self.rng.normal(0.0, sigma, obs.shape), -self._bound, self._bound)
+        bits = self._on("quantize")
+        if bits:
+            lsb = 2 * self._bound / 2.0 ** bits
+            obs = np.clip(np.round(obs / lsb) * lsb, -self._bound, self._bound)
+        return obs
+
+    # -- physics sub-steps: actuation delay, pushes, the observation history for latency --
+    def _substeps(self, ctrl, n_frames: int) -> None:
+        model, data = self.base.model, self.base.data
+        delay = int(self._on("action-delay"))
+        push = self._on("push")
+        mass = float(model.body_mass.sum())
+        for _ in range(n_frames):
+            self._ctrl_history.append(np.array(ctrl, dtype=np.float64))
+            del self._ctrl_history[0]
+            data.ctrl[:] = self._ctrl_history[-1 - delay]
+            data.xfrc_applied[:] = 0.0
+            if push:
+                k = np.searchsorted(self._push_start, self._substep, side="right") - 1
+                if k >= 0 and self._substep < self._push_start[k] + self._push_len:
+                    force = push / (self._push_len * model.opt.timestep) * self._push_dir[k]
+                    data.xfrc_applied[:, :3] = model.body_mass[:, None] / mass * force
+            mujoco.mj_step(model, data)
+            mujoco.mj_rnePostConstraint(model, data)  # contact forces of this sub-step's observation
+            self._substep += 1
+            self._history.append(self.base._get_obs())
+            del self._history[0]
+
+    # -- body ------------------------------------------------------------------------------
+    def _apply_body(self) -> None:
+        """Switch the body perturbations on at their onset (once per episode)."""
+        if self._pristine is None or self._model_edited:
+            return
+        damage, heavier, slippery = (self._on(n) for n in ("leg-damage", "mass", "friction"))
+        if not (damage or heavier or slippery):
+            return
+        model = self._damaged_leg(damage) if damage else copy.copy(self._pristine)
+        if heavier:
+            model.body_mass[:] *= 1.0 + heavier
+            model.body_inertia[:] *= 1.0 + heavier
+        if slippery:  # MuJoCo takes the larger friction of two touching geoms: scale all of them
+            model.geom_friction[:, 0] *= 1.0 - slippery
+        mujoco.mj_setConst(model, mujoco.MjData(model))
+        _assign(self.base.model, model)
+        self._model_edited = True
+
+    def _damaged_leg(self, share: float) -> mujoco.MjModel:
+        spec = mujoco.MjSpec.from_file(self.base.fullpath)
+        foot = spec.geom(self._foot)
+        left = 1.0 - share
+        if left < 1e-3:  # removed: a sphere of the leg's radius is all that is left at the joint
+            foot.type = mujoco.mjtGeom.mjGEOM_SPHERE
+            foot.fromto[:] = np.nan
+            foot.pos = [0.0, 0.0, 0.0]
+        else:
+            foot.fromto[3:6] = np.asarray(foot.fromto[3:6]) * left
+        return spec.compile()
+
+
+def _assign(dst: mujoco.MjModel, src: mujoco.MjModel) -> None:
+    """Copy every array and statistic of ``src`` into ``dst`` (same structure), so the environment's
+    own model object (and its MjData) stays the one in use."""
+    for name in dir(src):
+        if name.startswith("_"):
+            continue
+        value = getattr(src, name)
+        if isinstance(value, np.ndarray):
+            target = getattr(dst, name)
+            if target.shape != value.shape:
+                raise PerturbationError(f"model field {name} changed shape: {target.shape} -> {value.shape}")
+            target[...] = value
+    for name in ("meaninertia", "meanmass", "meansize", "extent", "center"):
+        setattr(dst.stat, name, getattr(src.stat, name))

@@ -1,0 +1,117 @@
+"""The perturbation catalogue: deterministic under its seed, the identity at strength 0, exact delays."""
+
+import dataclasses
+
+import numpy as np
+import pytest
+
+from nchl.errors import NchlError
+from nchl_sim import get_task
+from nchl_sim.perturb import CATALOGUE, condition, default_strength
+
+STEPS = 60
+
+
+def actions(n_act, steps=STEPS, seed=0):
+    """An open-loop command sequence: the physics then depends on the perturbation alone."""
+    return np.random.default_rng(seed).uniform(-1, 1, (steps, n_act))
+
+
+def trajectory(task, conditions=(), seed=3, steps=STEPS, repeat=1):
+    env = task.make_env(conditions=conditions)
+    obs, info = env.reset(seed=seed)
+    seen, xs = [obs], []
+    for a in actions(env.action_space.shape[0], steps):
+        for _ in range(repeat):
+            obs, _, terminated, truncated, info = env.step(a)
+            seen.append(obs)
+            xs.append(info["x_position"])
+    env.close()
+    return np.array(seen), np.array(xs)
+
+
+@pytest.mark.parametrize("task_name", ["ant", "vsr-low"])
+def test_every_condition_is_deterministic_and_the_identity_at_zero(task_name):
+    task = get_task(task_name)
+    substeps = 5 if task_name == "ant" else 10
+    for name, kind in CATALOGUE.items():
+        if kind.ant_only and task_name != "ant":
+            continue
+        c = condition(name, default_strength(name, substeps))
+        steps = 250 if name == "push" else STEPS  # the first push of seed 3 comes after 4.3 s
+        intact = trajectory(task, steps=steps)
+        a, b = trajectory(task, [c], steps=steps), trajectory(task, [c], steps=steps)
+        np.testing.assert_array_equal(a[0], b[0], err_msg=name)
+        np.testing.assert_array_equal(a[1], b[1], err_msg=name)
+        changed = not (np.array_equal(a[0], intact[0]) and np.array_equal(a[1], intact[1]))
+        assert changed, f"{name} at its default strength changed nothing"
+        zero = trajectory(task, [condition(name, 0)], steps=steps)
+        assert all(np.array_equal(z, i) for z, i in zip(zero, intact)), name
+    other_seed = trajectory(task, [condition("obs-noise", 0.05)], seed=4)[0]
+    assert not np.array_equal(other_seed, trajectory(task, [condition("obs-noise", 0.05)])[0])
+
+
+@pytest.mark.parametrize("task_name, substeps", [("ant", 5), ("vsr-low", 10)])
+@pytest.mark.parametrize("delay", [1, 3, 7])
+def test_latency_shows_the_observation_of_exactly_that_many_substeps_ago(task_name, substeps, delay):
+    """The same open-loop commands in a copy of the task with one physics sub-step per control step:
+    the delayed observation at control step t is that copy's observation at sub-step substeps*t - delay."""
+    task = get_task(task_name)
+    fine = dataclasses.replace(task, kwargs={**task.kwargs, ("frame_skip" if task_name == "ant" else "substeps"): 1},
+                               episode_steps=task.episode_steps * substeps)
+    reference, _ = trajectory(fine, repeat=substeps)
+    delayed, _ = trajectory(task, [condition("latency", delay)])
+    for t in range(1, STEPS + 1):
+        np.testing.assert_array_equal(delayed[t], reference[max(0, substeps * t - delay)], err_msg=f"step {t}")
+
+
+def test_action_delay_applies_the_command_of_that_many_substeps_ago():
+    task = get_task("ant")
+    fine = dataclasses.replace(task, kwargs={**task.kwargs, "frame_skip": 1}, episode_steps=5000)
+    delay = 3
+    commands = np.repeat(actions(8), 5, axis=0)
+    shifted = np.vstack([np.zeros((delay, 8)), commands[:-delay]])
+    env = fine.make_env()
+    env.reset(seed=3)
+    reference = [env.step(a)[0] for a in shifted]
+    env.close()
+    delayed, _ = trajectory(task, [condition("action-delay", delay)])
+    np.testing.assert_array_equal(delayed[1:], np.array(reference)[4::5])
+
+
+@pytest.mark.parametrize("name, strength", [("leg-damage", 1.0), ("mass", 0.2), ("latency", 5), ("obs-noise", 0.1)])
+def test_an_event_changes_nothing_before_its_onset_and_the_body_is_restored(name, strength):
+    """Onset 30: the controller's inputs from control step 30 on (obs[30]: what step 29 returns) and the
+    physics from step 30 on are perturbed, nothing before."""
+    task = get_task("ant")
+    intact, _ = trajectory(task)
+    env = task.make_env(conditions=[condition(name, strength, onset=30)])
+    for episode in range(2):  # the second episode starts on a restored body
+        obs = [env.reset(seed=3)[0]]
+        obs += [env.step(a)[0] for a in actions(8)]
+        obs = np.array(obs)
+        np.testing.assert_array_equal(obs[:30], intact[:30])
+        assert not np.array_equal(obs[30:], intact[30:])
+    env.close()
+
+
+@pytest.mark.parametrize("args, match", [
+    (("gravity", 1.0), "unknown condition 'gravity'; choose from obs-noise"),
+    (("obs-noise", -0.1), r"strength must be in \[0, 10\]"),
+    (("latency", 2.5), "must be a whole number"),
+    (("dead-motor", 1.5), r"strength must be in \[0, 1\]"),
+    (("mass", float("nan")), "strength must be a finite number"),
+    (("mass", 0.2, -1), "onset must be a control step >= 0"),
+])
+def test_bad_conditions_are_clear_errors(args, match):
+    with pytest.raises(NchlError, match=match):
+        condition(*args)
+
+
+def test_conditions_that_do_not_fit_the_task_are_clear_errors():
+    with pytest.raises(NchlError, match="leg-damage applies to the Ant tasks only"):
+        get_task("vsr-low").make_env(conditions=[condition("leg-damage", 0.5)])
+    with pytest.raises(NchlError, match="quantize needs a bounded observation space"):
+        get_task("ant-v5-strict").make_env(conditions=[condition("quantize", 8)])
+    with pytest.raises(NchlError, match="appears twice"):
+        get_task("ant").make_env(conditions=[condition("mass", 0.1), condition("mass", 0.2)])
