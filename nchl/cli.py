@@ -157,6 +157,34 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_stress(args: argparse.Namespace) -> int:
+    from .stress import parse_conditions, plot, run_stress, table
+
+    genome, spec, task = _genome_task(args)
+    conditions = parse_conditions(args.conditions, task.name, args.strengths, args.onset)
+    report = run_stress(spec, genome.values, task.name, conditions, args.episodes, args.seed, args.workers,
+                        args.backend, log=lambda m: print(m, file=sys.stderr))
+    report["genome"] = str(args.genome)
+    if args.plot:
+        plot(report, args.plot, f"{args.genome} on {task.name}: {args.episodes} held-out episodes "
+                                f"(seeds {report['seeds'][0]}..{report['seeds'][1]})")
+        print(f"wrote {args.plot}", file=sys.stderr)
+    if args.json:
+        print(json.dumps(report))
+    else:
+        print(f"{args.genome} on {task.name}, {args.episodes} held-out episodes "
+              f"(seeds {report['seeds'][0]}..{report['seeds'][1]}); retained = mean / intact mean")
+        print(table(report))
+    return 0
+
+
+def _strengths(text: str) -> list[float]:
+    try:
+        return [float(v) for v in text.split(",")]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected comma-separated numbers, got {text!r}") from None
+
+
 def _genome_task(args: argparse.Namespace):
     """Genome file, the spec it is deployed as, and the task it runs on (validated together)."""
     from nchl_sim import get_task
@@ -437,6 +465,27 @@ def build_parser() -> argparse.ArgumentParser:
     q.add_argument("--trace", metavar="NPZ", help="record observations/actions of the first episode")
     q.add_argument("--json", action="store_true")
     q.set_defaults(func=cmd_evaluate)
+
+    q = sub.add_parser("stress", help="a controller on held-out episodes, intact and perturbed (the reality gap)")
+    q.add_argument("genome", help="genome file (.npz) or zoo:NAME")
+    q.add_argument("--conditions", nargs="+", default=["all"], metavar="COND",
+                   help="NAME or NAME=S1/S2/... from the catalogue (obs-noise, quantize, latency, motor-gain, "
+                        "dead-motor, action-noise, action-delay, leg-damage, mass, friction, push); default: all "
+                        "that apply to the task, at their default strengths")
+    q.add_argument("--strengths", type=_strengths, metavar="S1,S2,...",
+                   help="strengths for every condition named without its own (a sweep; in each one's unit)")
+    q.add_argument("--onset", type=int, default=0, metavar="STEP",
+                   help="switch the conditions on at this control step (an event, to measure recovery; default 0)")
+    q.add_argument("--episodes", type=int, default=20)
+    q.add_argument("--seed", type=int, default=0, help="first held-out episode seed (default 0)")
+    q.add_argument("--task", help="default: the genome's task")
+    q.add_argument("--rule", choices=["nchl", "wnchl"], help="redeploy an NcHL genome as WNcHL or back")
+    q.add_argument("--window", type=int, help="WNcHL window m")
+    q.add_argument("--workers", type=int, default=2)
+    q.add_argument("--backend", choices=["c", "python"], default="c", help="controller implementation (default c)")
+    q.add_argument("--plot", metavar="PNG", help="retained distance vs strength; velocity around events")
+    q.add_argument("--json", action="store_true")
+    q.set_defaults(func=cmd_stress)
 
     q = sub.add_parser("codegen", help="generate fixed-memory C99 for a genome")
     q.add_argument("genome", help="genome file (.npz) or zoo:NAME")

@@ -22,6 +22,7 @@ from typing import Callable
 
 import numpy as np
 
+from .behaviour import DESCRIPTORS, descriptors
 from .campaign import EVALUATION, read_manifest, summary
 from .errors import NchlError
 from .evolution import evaluation_controller, read_log
@@ -29,10 +30,6 @@ from .genome import Genome
 from .spec import RULES
 from .memory import fig1, footprint
 from .plots import plot_runs
-
-DESCRIPTORS = ("distance (m)", "mean abs action", "action std", "saturated share", "dominant frequency (Hz)",
-               "action sign changes per s")
-
 
 def _plt():
     import matplotlib
@@ -94,16 +91,6 @@ def best_champion_tests(cells: list[dict]) -> tuple[dict[str, dict], list[dict]]
     if len(best) < 2 or all(np.ptp(x) == 0 for x in episodes.values()):
         return best, []
     return best, pairwise_tests(episodes)
-
-
-def descriptors(actions: np.ndarray, distance: float, dt: float) -> np.ndarray:
-    """Per-episode behaviour descriptors (see :data:`DESCRIPTORS`)."""
-    a = np.asarray(actions, dtype=float)
-    spectrum = np.abs(np.fft.rfft(a - a.mean(0), axis=0)).mean(1)
-    freqs = np.fft.rfftfreq(len(a), dt)
-    dominant = float(freqs[1:][np.argmax(spectrum[1:])]) if len(a) > 2 else 0.0
-    flips = (np.diff(np.sign(a), axis=0) != 0).sum(0).mean() / (len(a) * dt)
-    return np.array([distance, np.abs(a).mean(), a.std(), (np.abs(a) > 0.9).mean(), dominant, flips])
 
 
 def _recorded_episodes(genome: Genome, task: str, seeds: list[int]) -> list:

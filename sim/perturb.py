@@ -40,12 +40,13 @@ class Kind:
     maximum: float                 # strengths lie in [0, maximum]
     integer: bool = False
     ant_only: bool = False
+    harsher_above: bool = True    # a larger strength is a harsher condition (not for ADC bits)
 
 
 CATALOGUE: dict[str, Kind] = {
     "obs-noise": Kind("Gaussian noise on every observation (the task's scaled units)", "sigma", 0.05, 10.0),
     "quantize": Kind("observations quantized by an ADC over the observation range (0 = off)", "bits", 8, 32,
-                     integer=True),
+                     integer=True, harsher_above=False),
     "latency": Kind("the controller sees the observation of this many physics sub-steps ago", "sub-steps",
                     "control step", 1000, integer=True),
     "motor-gain": Kind("every motor loses this share of its strength", "share lost", 0.2, 1.0),

@@ -21,6 +21,7 @@ class RolloutResult:
     reason: str             # time_limit | terminated | no_progress | unstable
     obs: np.ndarray | None = None      # (steps, n_in) observations given to the controller
     actions: np.ndarray | None = None  # (steps, n_out) actions it returned
+    x: np.ndarray | None = None        # (steps,) forward position after each step
 
     def as_dict(self) -> dict:
         return {"fitness": self.fitness, "env_return": self.env_return, "steps": self.steps, "reason": self.reason}
@@ -29,13 +30,14 @@ class RolloutResult:
 def rollout(env: gym.Env, controller: Controller, seed: int, record: bool = False) -> RolloutResult:
     """Run one episode; ``seed`` seeds both the environment and the controller's reset.
 
-    With ``record``, the observation/action trace is kept for C and firmware replay.
+    With ``record``, the observation/action trace (and the forward position after every step)
+    is kept for C and firmware replay and for behaviour statistics.
     """
     obs, info = env.reset(seed=seed)
     controller.reset(seed)
     x0 = float(info["x_position"])
     total, steps = 0.0, 0
-    trace_obs, trace_act = [], []
+    trace_obs, trace_act, trace_x = [], [], []
     while True:
         action = controller.step(obs)
         if record:
@@ -44,6 +46,8 @@ def rollout(env: gym.Env, controller: Controller, seed: int, record: bool = Fals
         obs, reward, terminated, truncated, info = env.step(action)
         total += float(reward)
         steps += 1
+        if record:
+            trace_x.append(float(info["x_position"]))
         if terminated or truncated:
             break
     if terminated:
@@ -52,7 +56,7 @@ def rollout(env: gym.Env, controller: Controller, seed: int, record: bool = Fals
         reason = "no_progress" if info.get("no_progress") else "time_limit"
     result = RolloutResult(float(info["x_position"]) - x0, total, steps, reason)
     if record:
-        result.obs, result.actions = np.array(trace_obs), np.array(trace_act)
+        result.obs, result.actions, result.x = np.array(trace_obs), np.array(trace_act), np.array(trace_x)
     return result
 
 

@@ -19,7 +19,7 @@ import numpy as np
 from nchl.errors import NchlError
 from nchl.topology import Topology
 
-from .perturb import Condition, Perturbed
+from .perturb import Condition, Perturbed, substeps_of
 
 
 class UnknownTask(NchlError):
@@ -110,6 +110,15 @@ class Task:
         env = self.make_env()
         try:
             return env.observation_space.shape[0], env.action_space.shape[0]
+        finally:
+            env.close()
+
+    @cached_property
+    def timing(self) -> tuple[int, float]:
+        """(physics sub-steps per control step, control period in seconds)."""
+        env = self.make_env()
+        try:
+            return substeps_of(env), float(env.unwrapped.dt)
         finally:
             env.close()
 

@@ -1,0 +1,196 @@
+"""``nchl stress``: a controller on held-out episodes, intact and under the perturbation catalogue.
+
+Every condition runs on the same episode seeds as the intact controller, so ``retained`` (the
+condition's mean distance over the intact mean) compares like with like. Each episode also gives
+the controller's saturated share and dominant actuation frequency (:mod:`nchl.behaviour`), and
+for a condition with an onset (an event in the middle of the episode) the forward velocity over
+time, to see whether and how fast the controller recovers.
+"""
+
+from __future__ import annotations
+
+import threading
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable, Sequence
+
+import numpy as np
+
+from nchl_sim import get_task, rollout
+from nchl_sim.perturb import CATALOGUE, Condition, condition, default_strength, kind_of
+
+from .behaviour import descriptors
+from .errors import NchlError
+from .evolution import evaluation_controller
+from .seeds import evaluation_seeds, held_out
+from .spec import Spec
+from .workers import WorkerPool
+
+_LOCAL = threading.local()
+
+
+def parse_conditions(items: Sequence[str], task: str, strengths: Sequence[float] | None = None,
+                     onset: int = 0) -> list[Condition]:
+    """``NAME`` (its default strength, or each of ``strengths``) or ``NAME=S1/S2/...``; ``all`` is every
+    condition of the catalogue that applies to ``task`` (the Ant's leg damage only there)."""
+    t = get_task(task)
+    substeps, _ = t.timing
+    ant = t.env_id == "Ant-v5"
+    names: list[tuple[str, list[float] | None]] = []
+    for item in items:
+        name, _, given = item.partition("=")
+        if name == "all":
+            names += [(n, None) for n, k in CATALOGUE.items() if ant or not k.ant_only]
+            continue
+        if kind_of(name).ant_only and not ant:
+            raise NchlError(f"{name} applies to the Ant tasks only, not {task!r}")
+        try:
+            values = [float(v) for v in given.split("/")] if given else None
+        except ValueError:
+            raise NchlError(f"{item!r}: strengths must be numbers separated by '/'") from None
+        names.append((name, values))
+    out = []
+    for name, values in names:
+        for s in values or strengths or [default_strength(name, substeps)]:
+            out.append(condition(name, s, onset))
+    if len(set(out)) != len(out):
+        raise NchlError("a condition is listed twice")
+    return out
+
+
+def stress_episode(payload: tuple, attempt: int) -> dict:
+    """One episode of a genome under ``conditions`` (runs in a worker; environments are reused)."""
+    task_name, spec, genome, seed, conditions, backend, track = payload
+    envs = _LOCAL.__dict__.setdefault("envs", {})
+    key = (task_name, conditions)
+    if key not in envs:
+        envs[key] = get_task(task_name).make_env(conditions=conditions)
+    env = envs[key]
+    r = rollout(env, evaluation_controller(spec, genome, backend), seed, record=True)
+    d = descriptors(r.actions, r.fitness, float(env.unwrapped.dt))
+    return {"seed": seed, "fitness": r.fitness, "steps": r.steps, "reason": r.reason,
+            "saturated_share": float(d[3]), "dominant_frequency_hz": float(d[4]),
+            "x": r.x.tolist() if track else None}
+
+
+@dataclass
+class Outcome:
+    conditions: tuple[Condition, ...]
+    episodes: list[dict]
+
+    def summary(self, intact_mean: float | None, dt: float) -> dict:
+        f = np.array([e["fitness"] for e in self.episodes])
+        row = {"mean": float(f.mean()), "std": float(f.std()), "median": float(np.median(f)),
+               "forward_fraction": float((f > 0).mean()),
+               "saturated_share": float(np.mean([e["saturated_share"] for e in self.episodes])),
+               "dominant_frequency_hz": float(np.median([e["dominant_frequency_hz"] for e in self.episodes])),
+               "per_episode": [round(float(x), 4) for x in f]}
+        if intact_mean is not None:
+            row["retained"] = float(f.mean() / intact_mean) if intact_mean > 0 else None
+        xs = [e["x"] for e in self.episodes if e["x"] is not None]
+        if xs:  # mean forward velocity per control step over the episodes that lasted that long
+            longest = max(len(x) for x in xs)
+            v = np.full((len(xs), longest), np.nan)
+            for i, x in enumerate(xs):
+                v[i, 1:len(x)] = np.diff(x) / dt
+            row["velocity"] = [None if not np.isfinite(u) else round(float(u), 4) for u in np.nanmean(v, axis=0)]
+        return row
+
+
+def run_stress(spec: Spec, genome: np.ndarray, task: str, conditions: list[Condition], episodes: int,
+               seed: int = 0, workers: int = 2, backend: str = "c",
+               log: Callable[[str], None] = print) -> dict:
+    """Statistics of a genome over ``episodes`` held-out episodes, intact and under each condition."""
+    if isinstance(episodes, bool) or not isinstance(episodes, int) or episodes < 1:
+        raise NchlError(f"episodes must be an integer >= 1, got {episodes!r}")
+    seeds = evaluation_seeds(seed, episodes)
+    trials = [()] + [(c,) for c in conditions]
+    track = any(c.onset for c in conditions)  # forward velocity over time, for events (and intact beside them)
+    jobs = [(task, spec, genome, s, trial, backend, track) for trial in trials for s in seeds]
+    log(f"stress: {len(trials)} settings x {episodes} episodes on {min(workers, len(jobs))} workers")
+    with WorkerPool("nchl.stress:stress_episode", min(workers, len(jobs)), log=log) as pool:
+        results = pool.map(jobs)
+    failed = [r for r in results if not r.ok]
+    if failed:
+        raise NchlError(f"{len(failed)} of {len(jobs)} episodes failed; first error:\n{failed[0].errors[-1]}")
+    _, dt = get_task(task).timing
+    outcomes = [Outcome(trial, [r.value for r in results[k * episodes:(k + 1) * episodes]])
+                for k, trial in enumerate(trials)]
+    intact = outcomes[0].summary(None, dt)
+    rows = []
+    for o in outcomes[1:]:
+        (c,) = o.conditions
+        rows.append({"name": c.name, "strength": c.strength, "unit": CATALOGUE[c.name].unit, "onset": c.onset,
+                     **o.summary(intact["mean"], dt)})
+    return {"task": task, "rule": spec.rule, "window": spec.window, "episodes": episodes,
+            "seeds": [seeds[0], seeds[-1]], "held_out": held_out(seeds), "control_period_s": dt,
+            "intact": intact, "conditions": rows}
+
+
+def table(report: dict) -> str:
+    head = (f"{'condition':<14}{'strength':>10}  {'mean m':>8}{'median m':>10}{'forward':>9}{'retained':>10}"
+            f"{'saturated':>11}{'freq Hz':>9}")
+    lines = [head]
+
+    def line(name: str, strength: str, r: dict) -> str:
+        kept = "" if r.get("retained") is None else f"{100 * r['retained']:.0f}%"
+        return (f"{name:<14}{strength:>10}  {r['mean']:8.2f}{r['median']:10.2f}{100 * r['forward_fraction']:8.0f}%"
+                f"{kept:>10}{100 * r['saturated_share']:10.0f}%{r['dominant_frequency_hz']:9.1f}")
+
+    lines.append(line("intact", "-", {**report["intact"], "retained": 1.0}))
+    for r in report["conditions"]:
+        strength = f"{r['strength']:g}" + (f"@{r['onset']}" if r["onset"] else "")
+        lines.append(line(r["name"], strength, r))
+    return "\n".join(lines)
+
+
+def plot(report: dict, out: str | Path, title: str) -> None:
+    """Retained distance vs strength, one panel per condition; for events, forward velocity over time."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    rows = report["conditions"]
+    names = list(dict.fromkeys(r["name"] for r in rows))
+    events = [r for r in rows if r["onset"]]
+    panels = len(names) + (1 if events else 0)
+    cols = min(4, panels)
+    nrows = -(-panels // cols)
+    fig, axes = plt.subplots(nrows, cols, figsize=(3.2 * cols, 2.8 * nrows), squeeze=False)
+    for ax, name in zip(axes.flat, names):
+        mine = sorted((r for r in rows if r["name"] == name), key=lambda r: r["strength"])
+        intact = [(0.0, 1.0)] if CATALOGUE[name].harsher_above else []  # strength 0 is the intact controller
+        s = [x for x, _ in intact] + [r["strength"] for r in mine]
+        kept = [y for _, y in intact] + [np.nan if r.get("retained") is None else r["retained"] for r in mine]
+        ax.plot(s, kept, "o-")
+        ax.axhline(1.0, color="grey", lw=0.6)
+        ax.axhline(0.0, color="grey", lw=0.6)
+        ax.set_title(name, fontsize=9)
+        ax.set_xlabel(mine[0]["unit"], fontsize=8)
+        ax.set_ylabel("retained distance", fontsize=8)
+    if events:
+        ax = axes.flat[len(names)]
+        dt = report["control_period_s"]
+        window = max(1, round(1.0 / dt))  # a 1 s moving average: gaits oscillate within a second
+
+        def smooth(velocity: list) -> np.ndarray:
+            v = np.array([np.nan if u is None else u for u in velocity], dtype=float)
+            return np.convolve(np.nan_to_num(v), np.ones(window) / window, mode="same")
+
+        v = smooth(report["intact"]["velocity"])
+        ax.plot(np.arange(len(v)) * dt, v, lw=1.0, color="k", label="intact")
+        for r in events:
+            v = smooth(r["velocity"])
+            ax.plot(np.arange(len(v)) * dt, v, lw=0.8, label=f"{r['name']}={r['strength']:g}")
+        ax.axvline(events[0]["onset"] * dt, color="k", ls="--", lw=0.8)
+        ax.set_title(f"events at step {events[0]['onset']}", fontsize=9)
+        ax.set_xlabel("time (s)", fontsize=8)
+        ax.set_ylabel("forward velocity (m/s, 1 s mean)", fontsize=8)
+        ax.legend(fontsize=6)
+    for ax in list(axes.flat)[panels:]:
+        ax.axis("off")
+    fig.suptitle(title, fontsize=10)
+    fig.tight_layout()
+    fig.savefig(out, dpi=110)
+    plt.close(fig)
