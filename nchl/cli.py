@@ -82,7 +82,7 @@ def cmd_pipeline(args: argparse.Namespace) -> int:
 
 _EVOLVE_FLAGS = ("task", "rule", "window", "layers", "generations", "popsize", "sigma", "init_range", "clip",
                  "episodes", "seed", "workers", "optimizer", "backend", "scheduler", "validation_every",
-                 "validation_top", "validation_episodes")
+                 "validation_top", "validation_episodes", "randomize", "randomize_p")
 _RESUMABLE = ("generations", "workers", "scheduler")  # a resumed run may change these: results do not depend on them
 
 
@@ -176,6 +176,18 @@ def cmd_stress(args: argparse.Namespace) -> int:
               f"(seeds {report['seeds'][0]}..{report['seeds'][1]}); retained = mean / intact mean")
         print(table(report))
     return 0
+
+
+def _ranges(text: str) -> dict[str, list[float]]:
+    out = {}
+    for item in text.split(","):
+        name, _, bounds = item.partition("=")
+        low, _, high = bounds.partition(":")
+        try:
+            out[name] = [float(low), float(high if high else low)]
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected NAME=LOW:HIGH,..., got {item!r}") from None
+    return out
 
 
 def _strengths(text: str) -> list[float]:
@@ -447,6 +459,11 @@ def build_parser() -> argparse.ArgumentParser:
                    help="candidates validated per validation generation, besides the ES mean (default 3)")
     q.add_argument("--validation-episodes", dest="validation_episodes", type=int,
                    help="validation episodes per genome (default 10; 0 = champion = best training episode)")
+    q.add_argument("--randomize", type=_ranges, metavar="NAME=LOW:HIGH,...",
+                   help="robust evolution: every training and validation episode draws these conditions of the "
+                        "perturbation catalogue (nchl stress), strengths uniform in [LOW, HIGH]")
+    q.add_argument("--randomize-p", dest="randomize_p", type=float,
+                   help="probability that each randomized condition is on in an episode (default 1)")
     q.add_argument("--out", metavar="DIR", help="run directory (new)")
     q.add_argument("--resume", metavar="DIR", help="continue the run in DIR (optionally with more --generations)")
     q.set_defaults(func=cmd_evolve)

@@ -44,6 +44,7 @@ from typing import Any, Callable
 import numpy as np
 
 from nchl_sim import get_task, rollout
+from nchl_sim.perturb import Randomization, kind_of, perturbed_layer
 
 from .controllers import make_controller
 from .errors import NchlError
@@ -111,6 +112,8 @@ class EvolveConfig:
     validation_every: int = 5               # validate every k generations (and at the last one)
     validation_top: int = 3                 # the generation's best k candidates, plus the optimizer mean
     validation_episodes: int = 10           # fixed held-out episodes per validated genome (0 = off)
+    randomize: dict | None = None           # robust evolution: {condition: [low, high]} drawn per episode
+    randomize_p: float = 1.0                # probability that each randomized condition is on in an episode
 
     @classmethod
     def from_mapping(cls, values: dict[str, Any], source: str = "config") -> "EvolveConfig":
@@ -158,6 +161,18 @@ class EvolveConfig:
         need(self.backend in BACKENDS, f"backend must be one of {', '.join(BACKENDS)}, got {self.backend!r}")
         need(self.scheduler is None or (isinstance(self.scheduler, str) and "://" in self.scheduler),
              f"scheduler must be an address like tcp://HOST:PORT, got {self.scheduler!r}")
+        if self.randomize is not None or self.randomize_p != 1.0:
+            try:
+                randomization = Randomization.of(self.randomize, self.randomize_p)
+                ant = get_task(self.task).env_id == "Ant-v5"
+            except NchlError as e:
+                raise ConfigError(f"{source}: {e}") from None
+            bad = [n for n, _, _ in randomization.ranges if kind_of(n).ant_only and not ant]
+            need(not bad, f"randomize: {', '.join(bad)} applies to the Ant tasks only, not {self.task!r}")
+
+    def randomization(self) -> Randomization | None:
+        """The domain randomization of every training and validation episode, or None (the task as it is)."""
+        return None if self.randomize is None else Randomization.of(self.randomize, self.randomize_p)
 
     def task_obj(self):
         return get_task(self.task)
@@ -201,13 +216,18 @@ def evaluate_candidate(payload: tuple, attempt: int) -> dict:
     """Mean fitness of one genome over the given episode seeds (runs in a worker), with
     each episode's outcome. The environment is created once per worker and task, then reused.
     """
-    task_name, spec, genome, seeds, early_stop, backend = payload
+    task_name, spec, genome, seeds, early_stop, backend, randomize = payload
     envs = _LOCAL.__dict__.setdefault("envs", {})
-    key = (task_name, early_stop)
+    key = (task_name, early_stop, randomize is not None)
     if key not in envs:
-        envs[key] = get_task(task_name).make_env(early_stop=early_stop)
+        envs[key] = get_task(task_name).make_env(early_stop=early_stop, perturbable=randomize is not None)
+    env = envs[key]
     controller = evaluation_controller(spec, genome, backend)
-    results = [rollout(envs[key], controller, s) for s in seeds]
+    results = []
+    for s in seeds:
+        if randomize is not None:  # domain randomization: this episode's conditions, drawn from its seed
+            perturbed_layer(env).set_conditions(randomize.draw(s))
+        results.append(rollout(env, controller, s))
     return {"fitness": float(np.mean([r.fitness for r in results])), "steps": sum(r.steps for r in results),
             "episodes": [{"seed": s, **r.as_dict()} for s, r in zip(seeds, results)]}
 
@@ -423,7 +443,8 @@ class Run:
         top = [int(k) for k in np.argsort(-fitness, kind="stable")[:cfg.validation_top] if np.isfinite(fitness[k])]
         genomes = [candidates[k] for k in top] + [np.asarray(center, dtype=float)]
         names = [f"rank {r + 1}" for r in range(len(top))] + ["mean"]
-        outcomes = pool.map([(cfg.task, self.spec, x, [s], False, cfg.backend) for x in genomes for s in seeds])
+        outcomes = pool.map([(cfg.task, self.spec, x, [s], False, cfg.backend, cfg.randomization())
+                             for x in genomes for s in seeds])
         scores = {}
         for k in range(len(genomes)):
             mine = outcomes[k * len(seeds):(k + 1) * len(seeds)]
@@ -473,7 +494,8 @@ class Run:
                 t0 = time.perf_counter()
                 candidates = opt.ask()
                 seeds = training_seeds(cfg.seed, g, cfg.episodes)
-                outcomes = pool.map([(cfg.task, self.spec, x, seeds, cfg.early_stop, cfg.backend) for x in candidates])
+                outcomes = pool.map([(cfg.task, self.spec, x, seeds, cfg.early_stop, cfg.backend,
+                                      cfg.randomization()) for x in candidates])
                 ok = np.array([o.ok for o in outcomes])
                 if not ok.any():
                     raise NchlError(f"all {len(outcomes)} evaluations of generation {g + 1} failed; "
@@ -545,7 +567,7 @@ def evaluate_genome(spec: Spec, genome: np.ndarray, task: str, episodes: int, se
     seeds = evaluation_seeds(check_seed(seed), episodes)
     check_seed(seeds[-1])
     with WorkerPool("nchl.evolution:evaluate_candidate", min(workers, episodes), log=log) as pool:
-        outcomes = pool.map([(task, spec, genome, [s], early_stop, backend) for s in seeds])
+        outcomes = pool.map([(task, spec, genome, [s], early_stop, backend, None) for s in seeds])
     failed = [s for s, o in zip(seeds, outcomes) if not o.ok]
     if failed:
         raise NchlError(f"{len(failed)} of {episodes} episodes failed (seeds {failed[:5]}); first error:\n"

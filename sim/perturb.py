@@ -106,6 +106,56 @@ def condition(name: str, strength: float, onset: int = 0) -> Condition:
     return Condition(name, float(strength), onset)
 
 
+@dataclass(frozen=True)
+class Randomization:
+    """Domain randomization for robust evolution: in every episode each listed condition is on with
+    probability ``p``, at a strength uniform in its ``[low, high]`` (whole numbers for counts such as
+    latency), all drawn from the episode seed, so a run stays a function of its settings."""
+
+    ranges: tuple[tuple[str, float, float], ...]
+    p: float = 1.0
+
+    @classmethod
+    def of(cls, ranges: dict, p: float = 1.0) -> "Randomization":
+        """From ``{name: [low, high]}`` (a TOML table), checked against the catalogue."""
+        if not isinstance(ranges, dict) or not ranges:
+            raise PerturbationError(f"randomize must map condition names to [low, high], got {ranges!r}")
+        out = []
+        for name, bounds in ranges.items():
+            kind = kind_of(name)
+            if (not isinstance(bounds, (list, tuple)) or len(bounds) != 2):
+                raise PerturbationError(f"randomize {name}: give [low, high] in {kind.unit}, got {bounds!r}")
+            lo, hi = (condition(name, b).strength for b in bounds)
+            if lo > hi:
+                raise PerturbationError(f"randomize {name}: low {lo:g} is above high {hi:g}")
+            out.append((name, lo, hi))
+        if isinstance(p, bool) or not isinstance(p, (int, float)) or not 0 < p <= 1:
+            raise PerturbationError(f"randomize_p must be a probability in (0, 1], got {p!r}")
+        return cls(tuple(out), float(p))
+
+    def draw(self, seed: int) -> list[Condition]:
+        rng = np.random.default_rng(np.random.SeedSequence([seed, 0xD0A1]))
+        out = []
+        for name, lo, hi in self.ranges:
+            on = rng.random() < self.p
+            s = float(rng.integers(int(lo), int(hi) + 1)) if kind_of(name).integer else float(rng.uniform(lo, hi))
+            if on:
+                out.append(Condition(name, s))
+        return out
+
+    def as_mapping(self) -> dict:
+        return {name: [lo, hi] for name, lo, hi in self.ranges}
+
+
+def perturbed_layer(env: gym.Env) -> "Perturbed":
+    """The :class:`Perturbed` wrapper inside a task environment."""
+    while not isinstance(env, Perturbed):
+        if not hasattr(env, "env"):
+            raise PerturbationError("this environment has no perturbation layer: make it with perturbable=True")
+        env = env.env
+    return env
+
+
 def substeps_of(env: gym.Env) -> int:
     base = env.unwrapped
     return int(getattr(base, "frame_skip", getattr(base, "substeps", 1)))
@@ -123,25 +173,32 @@ class Perturbed(gym.Wrapper):
         self.base = env.unwrapped
         if not hasattr(self.base, "_step_mujoco_simulation") or not hasattr(self.base, "_get_obs"):
             raise PerturbationError(f"{type(self.base).__name__} has no physics sub-step hook to perturb")
+        self.ant = ant
+        self.to_observation = to_observation
+        self.substeps = substeps_of(env)
+        self._bound = np.asarray(env.observation_space.high, dtype=np.float64)
+        self._sub_original = self.base._step_mujoco_simulation
+        self._pristine: mujoco.MjModel | None = None
+        self._model_edited = False
+        self.t = 0
+        self.set_conditions(conditions)
+
+    def set_conditions(self, conditions: list[Condition] | tuple[Condition, ...]) -> None:
+        """The conditions of the next episodes (domain randomization draws new ones per episode)."""
         names = [c.name for c in conditions]
         if len(set(names)) != len(names):
             raise PerturbationError(f"a condition appears twice in {names}")
         for c in conditions:
-            if kind_of(c.name).ant_only and not ant:
+            if kind_of(c.name).ant_only and not self.ant:
                 raise PerturbationError(f"{c.name} applies to the Ant tasks only")
-        self.conditions = {c.name: c for c in conditions if c.strength > 0}
-        self.to_observation = to_observation
-        self.substeps = substeps_of(env)
-        bound = env.observation_space.high
-        if "quantize" in self.conditions and not np.isfinite(bound).all():
+        active = {c.name: c for c in conditions if c.strength > 0}
+        if "quantize" in active and not np.isfinite(self._bound).all():
             raise PerturbationError("quantize needs a bounded observation space; this task's observations are raw")
-        self._bound = np.asarray(bound, dtype=np.float64)
-        self._pristine = copy.copy(self.base.model) if self._edits_body() else None
-        self._model_edited = False
-        self._sub_original = self.base._step_mujoco_simulation
-        if any(n in self.conditions for n in ("latency", "action-delay", "push")):
-            self.base._step_mujoco_simulation = self._substeps
-        self.t = 0
+        self.conditions = active
+        if self._pristine is None and self._edits_body():
+            self._pristine = copy.copy(self.base.model)
+        hook = any(n in active for n in ("latency", "action-delay", "push"))
+        self.base._step_mujoco_simulation = self._substeps if hook else self._sub_original
 
     # -- what acts now -----------------------------------------------------------
     def _on(self, name: str) -> float:

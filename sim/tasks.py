@@ -82,11 +82,12 @@ class Task:
 
     def make_env(self, early_stop: bool = False, full_length: bool = False, render_mode: str | None = None,
                  width: int = 480, height: int = 360, camera: str = "track",
-                 conditions: Sequence[Condition] = ()) -> gym.Env:
+                 conditions: Sequence[Condition] = (), perturbable: bool = False) -> gym.Env:
         """A fresh environment; ``early_stop`` adds :class:`NoProgressStop`; ``full_length``
         switches off the task's own termination (Ant's unhealthy check), so every episode
         lasts ``episode_steps`` (used to compare C and Python over whole episodes);
-        ``conditions`` perturb it (:mod:`nchl_sim.perturb`; none: the task as it is).
+        ``conditions`` perturb it (:mod:`nchl_sim.perturb`; none: the task as it is, unless
+        ``perturbable`` asks for the perturbation layer anyway, to set conditions per episode).
         ``render_mode`` (``rgb_array``/``human``) renders frames of ``width x height`` pixels
         from a ``camera`` that follows the robot (``track``) or stays at the start (``fixed``);
         MuJoCo tasks need an OpenGL backend for it (``MUJOCO_GL``)."""
@@ -99,7 +100,7 @@ class Task:
         env = gym.make(self.env_id, max_episode_steps=self.episode_steps, **kwargs)
         if self.obs_scale:
             env = ScaleObservation(env, np.concatenate([np.full(n, f) for n, f in self.obs_scale]), self.obs_bound)
-        if any(c.strength > 0 for c in conditions):
+        if perturbable or any(c.strength > 0 for c in conditions):
             scale = env.observation if isinstance(env, ScaleObservation) else (lambda o: o)
             env = Perturbed(env, conditions, to_observation=scale, ant=self.env_id == "Ant-v5")
         return NoProgressStop(env) if early_stop else env

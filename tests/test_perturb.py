@@ -115,3 +115,30 @@ def test_conditions_that_do_not_fit_the_task_are_clear_errors():
         get_task("ant-v5-strict").make_env(conditions=[condition("quantize", 8)])
     with pytest.raises(NchlError, match="appears twice"):
         get_task("ant").make_env(conditions=[condition("mass", 0.1), condition("mass", 0.2)])
+
+
+def test_randomization_draws_from_the_episode_seed_within_its_ranges():
+    from nchl_sim.perturb import Randomization
+
+    r = Randomization.of({"latency": [0, 5], "obs-noise": [0.01, 0.05], "dead-motor": [1, 1]}, p=0.5)
+    draws = [r.draw(s) for s in range(200)]
+    assert draws[:20] == [r.draw(s) for s in range(20)]
+    on = {n: [c.strength for d in draws for c in d if c.name == n] for n in ("latency", "obs-noise", "dead-motor")}
+    for n, strengths in on.items():
+        assert 70 < len(strengths) < 130  # each condition on in about half of the episodes
+    assert set(on["latency"]) == {0, 1, 2, 3, 4, 5} and set(on["dead-motor"]) == {1.0}
+    assert all(0.01 <= s <= 0.05 for s in on["obs-noise"])
+
+
+@pytest.mark.parametrize("ranges, p, match", [
+    ({"latency": [0, 2.5]}, 1.0, "must be a whole number"),
+    ({"mass": [0.5, 0.1]}, 1.0, "low 0.5 is above high 0.1"),
+    ({"mass": 0.5}, 1.0, r"give \[low, high\]"),
+    ({"wind": [0, 1]}, 1.0, "unknown condition 'wind'"),
+    ({"mass": [0, 0.2]}, 0.0, r"randomize_p must be a probability in \(0, 1\]"),
+])
+def test_bad_randomization_is_a_clear_error(ranges, p, match):
+    from nchl_sim.perturb import Randomization
+
+    with pytest.raises(NchlError, match=match):
+        Randomization.of(ranges, p)

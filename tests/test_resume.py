@@ -164,3 +164,20 @@ def test_killed_campaign_cell_resumes_to_the_uninterrupted_result(tmp_path, unin
     expected = evaluate_genome(best.spec, best.values, "vsr-low", 2, workers=2, log=lambda m: None)
     evaluation = json.loads((cell / EVALUATION).read_text())
     assert {k: evaluation[k] for k in expected} == json.loads(json.dumps(expected))
+
+
+def test_resume_is_identical_with_domain_randomization(tmp_path):
+    """Robust evolution draws every episode's perturbations from its seed: a resumed run is the same run."""
+    robust = ["--task", "ant", "--layers", "27,6,8", "--popsize", "6", "--workers", "2", "--seed", "2",
+              "--validation-every", "2", "--validation-episodes", "2", "--randomize-p", "0.7",
+              "--randomize", "latency=0:5,obs-noise=0:0.05,dead-motor=0:1,leg-damage=0:0.5,mass=0:0.2,push=0:1"]
+    assert nchl("evolve", *robust, "--generations", "4", "--out", "u", cwd=tmp_path).returncode == 0
+    assert nchl("evolve", *robust, "--generations", "1", "--out", "r", cwd=tmp_path).returncode == 0
+    r = nchl("evolve", "--resume", "r", "--generations", "4", cwd=tmp_path)
+    assert r.returncode == 0, r.stderr
+    log_u, best_u = results(tmp_path / "u")
+    log_r, best_r = results(tmp_path / "r")
+    assert log_u == log_r and best_u == best_r and len(log_u) == 4
+    intact = nchl("evolve", *robust[:-4], "--generations", "1", "--out", "i", cwd=tmp_path)
+    assert intact.returncode == 0
+    assert results(tmp_path / "i")[0][0]["best"] != log_u[0]["best"]  # the randomization did act
