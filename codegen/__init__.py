@@ -82,6 +82,7 @@ def context(spec: Spec, genome: np.ndarray, prefix: str, runtime_params: bool = 
         "clip": spec.clip, "clip_literal": None if spec.clip is None else c_float(spec.clip),
         "tanh_clamp": c_float(TANH_CLAMP), "tanh_p": [c_float(c) for c in TANH_P],
         "tanh_q": [c_float(c) for c in TANH_Q], "runtime_params": runtime_params,
+        "freeze_after": spec.freeze_after,
     }
 
 
@@ -98,7 +99,7 @@ def cdef(spec: Spec, prefix: str, runtime_params: bool = False) -> str:
     t = spec.topology
     return _environment().get_template("cffi_cdef.j2").render(
         prefix=check_prefix(prefix), rule=spec.rule, window=spec.window, neurons=t.neurons,
-        synapses=t.synapses, layers=list(t.layers), runtime_params=runtime_params)
+        synapses=t.synapses, layers=list(t.layers), runtime_params=runtime_params, freeze_after=spec.freeze_after)
 
 
 def write(files: dict[str, str], out: str | Path) -> list[Path]:

@@ -140,9 +140,15 @@ class CController(Controller):
         if self.rule == "wnchl":
             m, n = self.spec.window, t.neurons
             floats = self._raw[:4 * m * n].view(np.float32).reshape(m, n)
-            counters = self._raw[4 * m * n:4 * m * n + 8].view(np.uint32)
-            return {"acts": floats, "pos": counters[0:1], "count": counters[1:2]}
-        return {f"w{l}": w for l, w in enumerate(t.split_matrices(self._raw.view(np.float32)))}
+            counters = self._raw[4 * m * n:].view(np.uint32)
+            views = {"acts": floats, "pos": counters[0:1], "count": counters[1:2]}
+        else:
+            floats = self._raw[:4 * t.synapses].view(np.float32)
+            counters = self._raw[4 * t.synapses:].view(np.uint32)
+            views = {f"w{l}": w for l, w in enumerate(t.split_matrices(floats))}
+        if self.spec.freeze_after is not None:
+            views["t"] = counters[-1:]
+        return views
 
     def reset(self, seed: int = 0) -> None:
         self._init(self._state, check_seed(seed))
@@ -159,10 +165,7 @@ class CController(Controller):
         return self._act.copy()
 
     def state(self) -> dict[str, np.ndarray]:
-        v = self._views()
-        if self.rule == "wnchl":
-            return {"acts": v["acts"].copy(), "pos": np.uint32(v["pos"][0]), "count": np.uint32(v["count"][0])}
-        return {k: a.copy() for k, a in v.items()}
+        return {k: np.uint32(a[0]) if a.dtype == np.uint32 else a.copy() for k, a in self._views().items()}
 
     def _load_state(self, state: dict[str, np.ndarray]) -> None:
         for name, view in self._views().items():

@@ -101,6 +101,8 @@ def _tensor(name: str, shape: list[int], dtype=TensorProto.FLOAT):
 
 def export(spec: Spec, genome: np.ndarray, sha256: str | None = None) -> onnx.ModelProto:
     """One control step of ``spec`` with ``genome`` as an ONNX model (checked by onnx.checker)."""
+    if spec.freeze_after is not None:
+        raise NchlError("a frozen deployment (freeze_after) has no ONNX export yet: export the plastic controller")
     values = check_genome(spec, genome, np.dtype(np.float32))
     t = spec.topology
     g = _Graph()

@@ -118,13 +118,13 @@ def cmd_evolve(args: argparse.Namespace) -> int:
 
 def _genome_spec(args: argparse.Namespace):
     """The genome file and the spec it runs as: its own, or NcHL <-> WNcHL redeployment
-    (``--rule``/``--window``) of the same genome."""
+    (``--rule``/``--window``) of the same genome, plastic or frozen after ``--freeze-after`` steps."""
     from .genome import Genome
 
     genome = Genome.load(args.genome)
-    if args.rule is None and args.window is None:
-        return genome, genome.spec
-    return genome, genome.spec.redeployed(args.rule, args.window)
+    spec = genome.spec if args.rule is None and args.window is None else genome.spec.redeployed(args.rule, args.window)
+    freeze = getattr(args, "freeze_after", None)
+    return genome, spec if freeze is None else spec.frozen_after(freeze)
 
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
@@ -137,7 +137,8 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     stats = evaluate_genome(spec, genome.values, task_name, args.episodes, args.seed, args.workers,
                             early_stop=args.early_stop, backend=args.backend,
                             log=lambda m: print(m, file=sys.stderr))
-    stats.update({"task": task_name, "rule": spec.rule, "window": spec.window, "genome": str(args.genome)})
+    stats.update({"task": task_name, "rule": spec.rule, "window": spec.window, "freeze_after": spec.freeze_after,
+                  "genome": str(args.genome)})
     if args.trace:
         r = rollout(task.make_env(early_stop=args.early_stop), genome.controller(spec=spec), args.seed, record=True)
         save_trace(args.trace, r, {"task": task_name, "seed": args.seed, "rule": spec.rule, "window": spec.window,
@@ -476,6 +477,8 @@ def build_parser() -> argparse.ArgumentParser:
     q.add_argument("--task", help="default: the genome's task")
     q.add_argument("--rule", choices=["nchl", "wnchl"], help="redeploy an NcHL genome as WNcHL or back")
     q.add_argument("--window", type=int, help="WNcHL window m")
+    q.add_argument("--freeze-after", dest="freeze_after", type=int, metavar="K",
+                   help="switch plasticity off after K steps, keeping the weights (a frozen deployment)")
     q.add_argument("--workers", type=int, default=2)
     q.add_argument("--early-stop", action="store_true", help="apply the evolution early stop (default off)")
     q.add_argument("--backend", choices=["c", "python"], default="c", help="controller implementation (default c)")
@@ -498,6 +501,8 @@ def build_parser() -> argparse.ArgumentParser:
     q.add_argument("--task", help="default: the genome's task")
     q.add_argument("--rule", choices=["nchl", "wnchl"], help="redeploy an NcHL genome as WNcHL or back")
     q.add_argument("--window", type=int, help="WNcHL window m")
+    q.add_argument("--freeze-after", dest="freeze_after", type=int, metavar="K",
+                   help="switch plasticity off after K steps, keeping the weights (a frozen deployment)")
     q.add_argument("--workers", type=int, default=2)
     q.add_argument("--backend", choices=["c", "python"], default="c", help="controller implementation (default c)")
     q.add_argument("--plot", metavar="PNG", help="retained distance vs strength; velocity around events")
@@ -510,6 +515,8 @@ def build_parser() -> argparse.ArgumentParser:
     q.add_argument("--out", default=".", metavar="DIR")
     q.add_argument("--rule", choices=["nchl", "wnchl"], help="deploy an NcHL genome as WNcHL or back")
     q.add_argument("--window", type=int, help="WNcHL window m")
+    q.add_argument("--freeze-after", dest="freeze_after", type=int, metavar="K",
+                   help="switch plasticity off after K steps, keeping the weights (a frozen deployment)")
     q.add_argument("--report", action="store_true", help="compile and report flash/RAM/stack of HL, NcHL, WNcHL")
     q.add_argument("--json", action="store_true", help="report as JSON")
     q.set_defaults(func=cmd_codegen)
@@ -521,6 +528,8 @@ def build_parser() -> argparse.ArgumentParser:
     q.add_argument("--seed", type=int, default=0, help="first episode seed")
     q.add_argument("--rule", choices=["nchl", "wnchl"], help="deploy an NcHL genome as WNcHL or back")
     q.add_argument("--window", type=int, help="WNcHL window m")
+    q.add_argument("--freeze-after", dest="freeze_after", type=int, metavar="K",
+                   help="switch plasticity off after K steps, keeping the weights (a frozen deployment)")
     q.add_argument("--state", action="store_true", help="also compare the whole state every step")
     q.add_argument("--allow-termination", action="store_true",
                    help="let the task end episodes early (default: full-length episodes)")
@@ -556,6 +565,8 @@ def build_parser() -> argparse.ArgumentParser:
     q.add_argument("--seed", type=int, default=0, help="episode seed (recording and controller init)")
     q.add_argument("--rule", choices=["nchl", "wnchl"], help="deploy an NcHL genome as WNcHL or back")
     q.add_argument("--window", type=int, help="WNcHL window m")
+    q.add_argument("--freeze-after", dest="freeze_after", type=int, metavar="K",
+                   help="switch plasticity off after K steps, keeping the weights (a frozen deployment)")
     q.add_argument("--tolerance", type=float, default=1e-5)
     q.add_argument("--timeout", type=float, default=600.0, help="seconds allowed for the emulator")
     q.add_argument("--json", action="store_true")

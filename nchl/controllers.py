@@ -109,6 +109,18 @@ class Controller:
     def _load_state(self, state: dict[str, np.ndarray]) -> None:
         raise NotImplementedError
 
+    def _plastic(self) -> bool:
+        """Whether this step still learns (``spec.freeze_after``); counts the step."""
+        k = self.spec.freeze_after
+        if k is None:
+            return True
+        plastic = self.t < k
+        self.t += plastic  # saturates at k, as the C counter does
+        return plastic
+
+    def _with_counter(self, state: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        return state if self.spec.freeze_after is None else {**state, "t": np.uint32(self.t)}
+
     def _observe(self, obs: object) -> np.ndarray:
         """Validate an observation before anything changes."""
         x = np.asarray(obs)
@@ -141,6 +153,7 @@ class _WeightedController(Controller):
         else:
             flat = np.zeros(t.synapses, dtype=self.dtype)
         self.weights = t.split_matrices(flat)  # views of one fresh array: each layer owns its slice
+        self.t = 0
 
     def step(self, obs: object) -> np.ndarray:
         x = self._observe(obs)
@@ -149,20 +162,22 @@ class _WeightedController(Controller):
             x = tanh(seq_sum(w * x[:, None]))  # z_j = sum_i w_ij x_i, i in order
             acts.append(x)
         clip = self.spec.clip
-        for l, w in enumerate(self.weights):
-            w += self._delta(l, acts[l], acts[l + 1])
-            if clip is not None:
-                np.clip(w, -clip, clip, out=w)
+        if self._plastic():
+            for l, w in enumerate(self.weights):
+                w += self._delta(l, acts[l], acts[l + 1])
+                if clip is not None:
+                    np.clip(w, -clip, clip, out=w)
         return acts[-1].copy()
 
     def _delta(self, layer: int, x: np.ndarray, y: np.ndarray) -> np.ndarray:
         raise NotImplementedError
 
     def state(self) -> dict[str, np.ndarray]:
-        return {f"w{l}": w.copy() for l, w in enumerate(self.weights)}
+        return self._with_counter({f"w{l}": w.copy() for l, w in enumerate(self.weights)})
 
     def _load_state(self, state: dict[str, np.ndarray]) -> None:
         self.weights = [state[f"w{l}"].copy() for l in range(len(self.weights))]
+        self.t = int(state.get("t", 0))
 
 
 class HL(_WeightedController):
@@ -309,6 +324,7 @@ class WNcHL(Controller):
         self.acts = np.zeros((self.window, self.topology.neurons), dtype=self.dtype)
         self.pos = 0
         self.count = 0
+        self.t = 0
 
     def step(self, obs: object) -> np.ndarray:
         x = self._observe(obs)
@@ -318,9 +334,10 @@ class WNcHL(Controller):
         for l, q in enumerate(self.layer_params):
             x = self._layer(q, x, past[:, off[l]:off[l + 1]], past[:, off[l + 1]:off[l + 2]])
             acts.append(x)
-        self.acts[self.pos] = np.concatenate(acts)
-        self.pos = (self.pos + 1) % self.window
-        self.count = min(self.count + 1, self.window)
+        if self._plastic():  # frozen: the window, and so the weights it stands for, stay as they are
+            self.acts[self.pos] = np.concatenate(acts)
+            self.pos = (self.pos + 1) % self.window
+            self.count = min(self.count + 1, self.window)
         return x.copy()
 
     def _layer(self, q: dict[str, np.ndarray], x: np.ndarray, xp: np.ndarray, yp: np.ndarray) -> np.ndarray:
@@ -340,7 +357,8 @@ class WNcHL(Controller):
         return tanh(z)
 
     def state(self) -> dict[str, np.ndarray]:
-        return {"acts": self.acts.copy(), "pos": np.uint32(self.pos), "count": np.uint32(self.count)}
+        return self._with_counter({"acts": self.acts.copy(), "pos": np.uint32(self.pos),
+                                   "count": np.uint32(self.count)})
 
     def _load_state(self, state: dict[str, np.ndarray]) -> None:
         pos, count = int(state["pos"]), int(state["count"])
@@ -348,6 +366,7 @@ class WNcHL(Controller):
                 and (count == self.window or pos == count)):
             raise NchlError(f"inconsistent ring buffer position: pos={pos}, count={count}, window={self.window}")
         self.acts, self.pos, self.count = state["acts"].copy(), pos, count
+        self.t = int(state.get("t", 0))
 
 
 def nchl_as_hl(spec: Spec, genome: object) -> tuple[Spec, np.ndarray]:

@@ -65,6 +65,8 @@ class Genome:
 
     def metadata(self) -> dict:
         s = self.spec
+        if s.freeze_after is not None:
+            raise GenomeError("freeze_after is a deployment choice, not part of a genome file: save the plastic spec")
         return {
             "format": FORMAT, "format_version": FORMAT_VERSION, "rule": s.rule,
             "layers": list(s.topology.layers), "window": s.window, "init_range": s.init_range,

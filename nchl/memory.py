@@ -45,6 +45,9 @@ def footprint(spec: Spec, float_bytes: int = 4) -> Footprint:
     else:
         state = float_bytes * t.synapses
         formula = f"{float_bytes}*W = {float_bytes}*{t.synapses}"
+    if spec.freeze_after is not None:  # the step counter that switches plasticity off
+        state += COUNTER_BYTES
+        formula += f" + {COUNTER_BYTES} (step counter)"
     return Footprint(
         rule=spec.rule, window=spec.window, genome_length=spec.genome_length,
         params_bytes=float_bytes * spec.genome_length, state_bytes=state,

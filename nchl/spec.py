@@ -15,6 +15,7 @@ Genome layouts (all blocks concatenated in the order listed):
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from dataclasses import dataclass, field
 
@@ -32,6 +33,10 @@ class Spec:
     only for ``wnchl``). ``init_range`` is ``r`` of the initial weights,
     uniform in ``[-r, r)`` (``0`` = zeros, the default). ``clip`` bounds every
     weight to ``[-clip, clip]`` after each update (``None`` = no clip).
+    ``freeze_after`` k switches plasticity off after k steps of an episode: the
+    weights (WNcHL: the window, hence the weights it stands for) stay as they are
+    then (``None`` = plastic throughout). It is a deployment choice, never evolved,
+    and costs a step counter in the state.
     """
 
     rule: str
@@ -39,6 +44,7 @@ class Spec:
     window: int | None = None
     init_range: float = 0.0
     clip: float | None = None
+    freeze_after: int | None = None
     blocks: tuple[tuple[str, int], ...] = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
@@ -69,7 +75,14 @@ class Spec:
             if isinstance(c, bool) or not isinstance(c, (int, float)) or not math.isfinite(c) or c <= 0:
                 raise SpecError(f"clip must be a finite number > 0 or None, got {c!r}")
             object.__setattr__(self, "clip", float(c))
+        k = self.freeze_after
+        if k is not None and (isinstance(k, bool) or not isinstance(k, int) or not 0 <= k < 2**31):
+            raise SpecError(f"freeze_after must be a step count >= 0 or None, got {k!r}")
         object.__setattr__(self, "blocks", _blocks(self.rule, self.topology))
+
+    def frozen_after(self, steps: int | None) -> "Spec":
+        """The same controller with plasticity switched off after ``steps`` steps (None: plastic)."""
+        return dataclasses.replace(self, freeze_after=steps)
 
     def redeployed(self, rule: str | None = None, window: int | None = None) -> "Spec":
         """The same genome run under another rule: NcHL and WNcHL share one genome layout, so an NcHL
@@ -79,10 +92,10 @@ class Spec:
             raise SpecError(f"a {self.rule} genome can only run as {self.rule}"
                             + (" or as nchl/wnchl" if self.rule in ("nchl", "wnchl") else ""))
         if rule == "wnchl":
-            return Spec("wnchl", self.topology, window=window)
+            return Spec("wnchl", self.topology, window=window, freeze_after=self.freeze_after)
         if window is not None:
             raise SpecError(f"a window only applies to rule 'wnchl', not {rule!r}")
-        return Spec(rule, self.topology, init_range=self.init_range, clip=self.clip)
+        return Spec(rule, self.topology, init_range=self.init_range, clip=self.clip, freeze_after=self.freeze_after)
 
     @property
     def genome_length(self) -> int:

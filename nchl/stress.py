@@ -122,7 +122,8 @@ def run_stress(spec: Spec, genome: np.ndarray, task: str, conditions: list[Condi
         (c,) = o.conditions
         rows.append({"name": c.name, "strength": c.strength, "unit": CATALOGUE[c.name].unit, "onset": c.onset,
                      **o.summary(intact["mean"], dt)})
-    return {"task": task, "rule": spec.rule, "window": spec.window, "episodes": episodes,
+    return {"task": task, "rule": spec.rule, "window": spec.window, "freeze_after": spec.freeze_after,
+            "episodes": episodes,
             "seeds": [seeds[0], seeds[-1]], "held_out": held_out(seeds), "control_period_s": dt,
             "intact": intact, "conditions": rows}
 

@@ -1,5 +1,6 @@
 """Generated C: bit-identical to Python, strict C99, fixed memory, no heap/stdio, sanitizer-clean."""
 
+import dataclasses
 import json
 import shutil
 import subprocess
@@ -15,6 +16,7 @@ from nchl_codegen import c_float, check_prefix, generate, write
 from nchl_codegen.build import CController
 from nchl_codegen.inspect import FORBIDDEN_SYMBOLS, compile_object, size_report
 from nchl_codegen.verify import ulp_distance
+from nchl.memory import footprint
 
 GOLDEN = Path(__file__).parent / "golden"
 
@@ -222,3 +224,30 @@ if __name__ == "__main__" and "--regen" in sys.argv:
         for fname, text in golden_files(case).items():
             (GOLDEN / fname).write_text(text)
             print("wrote", GOLDEN / fname)
+
+
+@pytest.mark.parametrize("rule, extra", [("hl", {}), ("nchl", {"init_range": 0.1}), ("wnchl", {"window": 3})])
+@pytest.mark.parametrize("runtime_params", [False, True])
+def test_frozen_deployment_c_equals_python_and_stops_learning(rule, extra, runtime_params):
+    """--freeze-after K: K plastic steps, then the weights (WNcHL: the window) are kept; C and Python
+    agree bit for bit on the actions and the whole state, step counter included."""
+    spec = Spec(rule, [5, 4, 3], freeze_after=4, **extra)
+    rng = np.random.default_rng(1)
+    genome = rng.uniform(-1, 1, spec.genome_length)
+    py, c = make_controller(spec, genome), CController(spec, genome, runtime_params=runtime_params)
+    plastic = make_controller(dataclasses.replace(spec, freeze_after=None), genome)
+    for ctrl in (py, c, plastic):
+        ctrl.reset(7)
+    for t in range(10):
+        obs = rng.uniform(-1, 1, 5)
+        a, b, p = py.step(obs), c.step(obs), plastic.step(obs)
+        np.testing.assert_array_equal(a, b)
+        assert np.array_equal(a, p) == (t <= 4)  # the first frozen step still sees the last weights
+        s_py, s_c = py.state(), c.state()
+        assert s_py.keys() == s_c.keys() and s_py["t"] == min(t + 1, 4)
+        for k in s_py:
+            np.testing.assert_array_equal(s_py[k], s_c[k])
+        if t == 3:
+            learned = s_py
+    assert all(np.array_equal(learned[k], s_py[k]) for k in learned)  # nothing changed after step 4
+    assert footprint(spec).state_bytes == footprint(dataclasses.replace(spec, freeze_after=None)).state_bytes + 4

@@ -39,6 +39,16 @@ def test_an_event_reports_velocity_over_time(tmp_path):
     assert c["velocity"][600:] != report["intact"]["velocity"][600:]
 
 
+def test_a_frozen_deployment_is_stressed_like_any_other(tmp_path):
+    args = ["zoo:vsr-high-nchl", "--episodes", "1", "--conditions", "dead-motor", "--json"]
+    plastic = json.loads(nchl("stress", *args, cwd=tmp_path).stdout)
+    r = nchl("stress", *args, "--freeze-after", "50", cwd=tmp_path)
+    assert r.returncode == 0, r.stderr
+    frozen = json.loads(r.stdout)
+    assert frozen["freeze_after"] == 50 and plastic["freeze_after"] is None
+    assert frozen["intact"]["mean"] != plastic["intact"]["mean"]
+
+
 def test_table(tmp_path):
     r = nchl("stress", "zoo:vsr-high-nchl", "--episodes", "1", "--conditions", "obs-noise", cwd=tmp_path)
     assert r.returncode == 0, r.stderr
