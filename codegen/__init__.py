@@ -76,7 +76,8 @@ def context(spec: Spec, genome: np.ndarray, prefix: str, runtime_params: bool = 
         "prefix": check_prefix(prefix), "P": prefix.upper(), "version": __version__, "rule": spec.rule,
         "window": spec.window, "layers": list(t.layers), "neurons": t.neurons, "synapses": t.synapses,
         "max_width": t.max_width, "genome_length": spec.genome_length, "params_bytes": fp.params_bytes,
-        "state_bytes": fp.state_bytes, "work_bytes": fp.work_bytes, "sha256": genome_sha256(values),
+        # C has no empty struct: a static controller's state is one unused byte
+        "state_bytes": max(fp.state_bytes, 1), "work_bytes": fp.work_bytes, "sha256": genome_sha256(values),
         "blocks": list(spec.blocks), "block_offsets": offsets, "params": [c_float(v) for v in values],
         "layer_info": layer_info, "init_range": spec.init_range, "init_range_literal": c_float(spec.init_range),
         "clip": spec.clip, "clip_literal": None if spec.clip is None else c_float(spec.clip),

@@ -142,6 +142,8 @@ class CController(Controller):
             floats = self._raw[:4 * m * n].view(np.float32).reshape(m, n)
             counters = self._raw[4 * m * n:].view(np.uint32)
             views = {"acts": floats, "pos": counters[0:1], "count": counters[1:2]}
+        elif self.rule == "static":
+            return {}  # no state: the weights are the genome
         else:
             floats = self._raw[:4 * t.synapses].view(np.float32)
             counters = self._raw[4 * t.synapses:].view(np.uint32)

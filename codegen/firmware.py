@@ -183,8 +183,8 @@ def size_variants(spec: Spec, genome: np.ndarray, targets: list[str], windows: l
     window. What a user weighs when choosing a rule for a chip."""
     from nchl.controllers import nchl_as_hl
 
-    if spec.rule == "hl":
-        variants = [("hl", spec, genome)]
+    if spec.rule in ("hl", "static"):  # no other rule runs these genomes (a C prefix cannot be "static")
+        variants = [("hl" if spec.rule == "hl" else "static_net", spec, genome)]
     else:
         variants = [("hl", *nchl_as_hl(spec, genome)), ("nchl", Spec("nchl", spec.topology), genome)]
         variants += [(f"wnchl_m{m}", Spec("wnchl", spec.topology, window=m), genome) for m in windows]

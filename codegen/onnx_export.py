@@ -149,6 +149,11 @@ def export(spec: Spec, genome: np.ndarray, sha256: str | None = None) -> onnx.Mo
         g.op("Min", g.add("count", one), mm, out="count_out")
         outputs = [_tensor("action", [t.n_out]), _tensor("acts_out", [m, n_all]),
                    _tensor("pos_out", [], TensorProto.INT64), _tensor("count_out", [], TensorProto.INT64)]
+    elif spec.rule == "static":  # the forward pass alone, the weights as constants: no state
+        for l, w in enumerate(t.split_matrices(blocks["W"])):
+            x = g.tanh(g.seqsum(g.mul(g.col(x), g.const(w, f"W{l}")), t.layers[l]),
+                       out="action" if l == t.n_layers - 1 else None)
+        outputs = [_tensor("action", [t.n_out])]
     else:
         layers_q = (hl_layers if spec.rule == "hl" else nchl_layers)(t, blocks)
         for l, ((n, p), q) in enumerate(zip(t.shapes, layers_q)):

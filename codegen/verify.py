@@ -16,6 +16,7 @@ from __future__ import annotations
 import numpy as np
 
 from nchl.controllers import Controller
+from nchl.errors import NchlError
 
 TOLERANCE = 1e-5
 
@@ -33,8 +34,11 @@ def ulp_distance(a: np.ndarray, b: np.ndarray) -> int:
 
 def _state_errors(py: Controller, c: Controller) -> tuple[float, int]:
     sp, sc = py.state(), c.state()
-    abs_err = max(float(np.abs(np.asarray(sp[k], np.float64) - np.asarray(sc[k], np.float64)).max()) for k in sp)
-    ulp = max(ulp_distance(sp[k], sc[k]) for k in sp if np.asarray(sp[k]).dtype == np.float32)
+    if sp.keys() != sc.keys():
+        raise NchlError(f"the two controllers keep different state: {sorted(sp)} vs {sorted(sc)}")
+    abs_err = max((float(np.abs(np.asarray(sp[k], np.float64) - np.asarray(sc[k], np.float64)).max()) for k in sp),
+                  default=0.0)  # a static controller has no state
+    ulp = max((ulp_distance(sp[k], sc[k]) for k in sp if np.asarray(sp[k]).dtype == np.float32), default=0)
     return abs_err, ulp
 
 

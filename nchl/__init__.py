@@ -7,7 +7,7 @@ settings), :func:`make_controller` (the Python reference of each rule) and
 
 __version__ = "0.1.0"
 
-from .controllers import HL, WNcHL, Controller, NcHL, make_controller
+from .controllers import HL, WNcHL, Controller, NcHL, Static, make_controller
 from .errors import (GenomeError, GenomeFileError, NchlError, NonFiniteObservation,
                      SpecError, TopologyError)
 from .genome import Genome
@@ -16,6 +16,6 @@ from .topology import Topology
 
 __all__ = [
     "Controller", "Genome", "GenomeError", "GenomeFileError", "HL", "NcHL", "NchlError",
-    "NonFiniteObservation", "RULES", "Spec", "SpecError", "Topology", "TopologyError", "WNcHL",
+    "NonFiniteObservation", "RULES", "Spec", "SpecError", "Static", "Topology", "TopologyError", "WNcHL",
     "make_controller", "__version__",
 ]

@@ -438,7 +438,8 @@ def build_parser() -> argparse.ArgumentParser:
     q = sub.add_parser("evolve", help="evolve rule parameters on a task (CMA-ES / sep-CMA / OpenAI-ES)")
     q.add_argument("--config", metavar="TOML", help="settings file; flags given here override it")
     q.add_argument("--task")
-    q.add_argument("--rule", choices=["hl", "nchl", "wnchl"])
+    q.add_argument("--rule", choices=["hl", "nchl", "wnchl", "static"],
+                   help="plasticity rule; static: the weights themselves evolved, no plasticity (the baseline)")
     q.add_argument("--window", type=int, help="WNcHL window m")
     q.add_argument("--layers", type=_layers, help="full layer sizes (default: the task's)")
     q.add_argument("--generations", type=int)

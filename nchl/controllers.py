@@ -62,7 +62,7 @@ def split_blocks(genome: np.ndarray, spec: Spec) -> dict[str, np.ndarray]:
 
 
 class Controller:
-    """Common surface of the three rules: ``reset(seed)``, ``step(obs)``, ``state()``."""
+    """Common surface of the rules: ``reset(seed)``, ``step(obs)``, ``state()``."""
 
     rule: str = ""
 
@@ -142,6 +142,16 @@ class Controller:
         return f"{type(self).__name__}(layers=[{s.topology}]{extra}, dtype={self.dtype})"
 
 
+def forward(weights: list[np.ndarray], x: np.ndarray) -> list[np.ndarray]:
+    """The activations of every layer, input first: ``y = tanh(x W)`` with each
+    ``z_j = sum_i w_ij x_i`` summed over ``i`` in order (the generated C's loop)."""
+    acts = [x]
+    for w in weights:
+        x = tanh(seq_sum(w * x[:, None]))
+        acts.append(x)
+    return acts
+
+
 class _WeightedController(Controller):
     """HL and NcHL: a stored weight matrix per layer, updated after the forward pass."""
 
@@ -156,11 +166,7 @@ class _WeightedController(Controller):
         self.t = 0
 
     def step(self, obs: object) -> np.ndarray:
-        x = self._observe(obs)
-        acts = [x]
-        for w in self.weights:
-            x = tanh(seq_sum(w * x[:, None]))  # z_j = sum_i w_ij x_i, i in order
-            acts.append(x)
+        acts = forward(self.weights, self._observe(obs))
         clip = self.spec.clip
         if self._plastic():
             for l, w in enumerate(self.weights):
@@ -369,6 +375,28 @@ class WNcHL(Controller):
         self.t = int(state.get("t", 0))
 
 
+class Static(Controller):
+    """No plasticity: the genome is the weight matrices, used as they are (the baseline that says
+    what plasticity buys). The forward pass is the plastic rules' own, so C matches it bit for bit."""
+
+    rule = "static"
+
+    def _unpack(self, blocks: dict[str, np.ndarray]) -> None:
+        self.weights = self.topology.split_matrices(blocks["W"])
+
+    def reset(self, seed: int = 0) -> None:
+        check_seed(seed)  # nothing to draw: the weights are the genome
+
+    def step(self, obs: object) -> np.ndarray:
+        return forward(self.weights, self._observe(obs))[-1].copy()
+
+    def state(self) -> dict[str, np.ndarray]:
+        return {}
+
+    def _load_state(self, state: dict[str, np.ndarray]) -> None:
+        pass
+
+
 def nchl_as_hl(spec: Spec, genome: object) -> tuple[Spec, np.ndarray]:
     """The HL spec and genome that behave as an NcHL genome: ``A_ij = A_i``, ``B_ij = B_j``,
     ``C_ij = C_i C_j``, ``D_ij = D_i D_j``, ``eta_ij = (eta_i + eta_j) / 2`` (for size comparisons
@@ -388,7 +416,7 @@ def nchl_as_hl(spec: Spec, genome: object) -> tuple[Spec, np.ndarray]:
     return hl, np.concatenate([np.concatenate([m.ravel() for m in per[name]]) for name in per])
 
 
-CONTROLLERS: dict[str, type[Controller]] = {"hl": HL, "nchl": NcHL, "wnchl": WNcHL}
+CONTROLLERS: dict[str, type[Controller]] = {"hl": HL, "nchl": NcHL, "wnchl": WNcHL, "static": Static}
 
 
 def make_controller(spec: Spec, genome: object, dtype: object = np.float32) -> Controller:

@@ -42,6 +42,8 @@ def footprint(spec: Spec, float_bytes: int = 4) -> Footprint:
         m = spec.window
         state = float_bytes * m * t.neurons + 2 * COUNTER_BYTES
         formula = f"{float_bytes}*m*N + 2*{COUNTER_BYTES} = {float_bytes}*{m}*{t.neurons} + {2 * COUNTER_BYTES}"
+    elif spec.rule == "static":
+        state, formula = 0, "0: the weights are the genome, in flash"
     else:
         state = float_bytes * t.synapses
         formula = f"{float_bytes}*W = {float_bytes}*{t.synapses}"
@@ -56,7 +58,7 @@ def footprint(spec: Spec, float_bytes: int = 4) -> Footprint:
 
 
 def compare(topology: Topology, window: int) -> list[Footprint]:
-    """HL, NcHL and WNcHL (window ``m``) on the same topology."""
+    """HL, NcHL, WNcHL (window ``m``) and static on the same topology."""
     return [footprint(Spec(r, topology, window=window if r == "wnchl" else None)) for r in RULES]
 
 
@@ -92,12 +94,15 @@ def macs_per_step(spec: Spec) -> int:
 
     Forward ``W``; HL update ``5 W`` (``A x + B y + C x y + D``, times ``eta``); NcHL
     update ``4 W`` (per-neuron terms precomputed: ``a_i + b_j + c_i c_j + d_i d_j``, times
-    ``eta_ij``); WNcHL ``4 m n + 2 m p`` per layer (the low-rank forward, no update).
+    ``eta_ij``); WNcHL ``4 m n + 2 m p`` per layer (the low-rank forward, no update); static
+    ``W`` (the forward alone).
     """
     t = spec.topology
     if spec.rule == "hl":
         return 6 * t.synapses
     if spec.rule == "nchl":
         return 5 * t.synapses
+    if spec.rule == "static":
+        return t.synapses
     m = spec.window
     return sum(4 * m * n + 2 * m * p for n, p in t.shapes)

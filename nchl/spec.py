@@ -11,6 +11,9 @@ Genome layouts (all blocks concatenated in the order listed):
   order. Input neurons are never post-synaptic, so ``B`` skips them; output
   neurons are never pre-synaptic, so ``A`` skips them: ``eta[N] A[N - n_L]
   B[N - n_0] C[N] D[N]``, in all ``5N - n_0 - n_L`` values.
+* ``static``: the weights themselves, ``W[W]`` in the order of ``hl``'s blocks: the
+  same network without plasticity, weights evolved directly (the non-plastic
+  baseline of the Hebbian literature).
 """
 
 from __future__ import annotations
@@ -22,7 +25,7 @@ from dataclasses import dataclass, field
 from .errors import SpecError
 from .topology import Topology
 
-RULES = ("hl", "nchl", "wnchl")
+RULES = ("hl", "nchl", "wnchl", "static")
 
 
 @dataclass(frozen=True)
@@ -66,6 +69,11 @@ class Spec:
                 raise SpecError("weightless NcHL stores no weights, so there is nothing to clip")
         elif self.window is not None:
             raise SpecError(f"a window only applies to rule 'wnchl', not {self.rule!r}")
+        if self.rule == "static":
+            if self.init_range != 0.0 or self.clip is not None:
+                raise SpecError("a static controller's weights are its genome: init_range and clip do not apply")
+            if self.freeze_after is not None:
+                raise SpecError("a static controller has no plasticity to freeze")
         r = self.init_range
         if isinstance(r, bool) or not isinstance(r, (int, float)) or not math.isfinite(r) or r < 0:
             raise SpecError(f"init_range must be a finite number >= 0, got {r!r}")
@@ -107,6 +115,8 @@ class Spec:
         blocks = " ".join(f"{name}[{n}]" for name, n in self.blocks)
         if self.rule == "hl":
             formula = f"5W = 5*{t.synapses}"
+        elif self.rule == "static":
+            formula = f"W = {t.synapses}"
         else:
             formula = f"5N - n_0 - n_L = 5*{t.neurons} - {t.n_in} - {t.n_out}"
         return f"rule {self.rule!r} on layers [{t}]: {formula} = {self.genome_length} values, {blocks}"
@@ -115,5 +125,7 @@ class Spec:
 def _blocks(rule: str, t: Topology) -> tuple[tuple[str, int], ...]:
     if rule == "hl":
         return tuple((name, t.synapses) for name in ("A", "B", "C", "D", "eta"))
+    if rule == "static":
+        return (("W", t.synapses),)
     n = t.neurons
     return (("eta", n), ("A", n - t.n_out), ("B", n - t.n_in), ("C", n), ("D", n))

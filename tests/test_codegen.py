@@ -251,3 +251,26 @@ def test_frozen_deployment_c_equals_python_and_stops_learning(rule, extra, runti
             learned = s_py
     assert all(np.array_equal(learned[k], s_py[k]) for k in learned)  # nothing changed after step 4
     assert footprint(spec).state_bytes == footprint(dataclasses.replace(spec, freeze_after=None)).state_bytes + 4
+
+
+def test_static_rule_c_and_onnx_equal_python_and_bad_settings_are_clear(tmp_path):
+    """static: the same network with its weights evolved directly, no state; C, ONNX and Python agree."""
+    from nchl_codegen.onnx_export import OnnxController
+
+    spec = Spec("static", [27, 16, 8])
+    genome = np.random.default_rng(3).uniform(-1, 1, spec.genome_length)
+    assert spec.genome_length == 27 * 16 + 16 * 8 and footprint(spec).state_bytes == 0
+    Genome(spec, genome, task="ant").save(tmp_path / "s.npz")
+    r = nchl_cmd("verify", "s.npz", "--episodes", "1", "--state", "--json", cwd=tmp_path)
+    assert r.returncode == 0, r.stderr
+    assert json.loads(r.stdout)["max_abs_error"] == 0
+    py, c, ox = make_controller(spec, genome), CController(spec, genome), OnnxController(spec, genome)
+    obs = np.random.default_rng(4).uniform(-3, 3, (20, 27))
+    for o in obs:
+        a = py.step(o)
+        np.testing.assert_array_equal(a, c.step(o))
+        np.testing.assert_array_equal(a, ox.step(o))
+    assert py.state() == c.state() == ox.state() == {}
+    for kwargs, match in (({"init_range": 0.1}, "weights are its genome"), ({"freeze_after": 3}, "nothing to freeze|no plasticity")):
+        with pytest.raises(NchlError, match=match):
+            Spec("static", [27, 16, 8], **kwargs)

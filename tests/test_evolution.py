@@ -32,7 +32,7 @@ def evolve(tmp_path, name, quiet=True, evaluator="nchl.evolution:evaluate_candid
     return tmp_path / name, logs
 
 
-@pytest.mark.parametrize("rule, extra", [("hl", {}), ("nchl", {}), ("wnchl", {"window": 5})])
+@pytest.mark.parametrize("rule, extra", [("hl", {}), ("nchl", {}), ("wnchl", {"window": 5}), ("static", {})])
 def test_small_run_per_rule(tmp_path, rule, extra):
     run_dir, logs = evolve(tmp_path, rule, rule=rule, **extra)
     log = log_of(run_dir)

@@ -82,3 +82,20 @@ def test_float32_follows_float64(layers, seed, rule, window):
         a32, a64 = c32.step(o), c64.step(o)
         assert a32.dtype == np.float32 and a64.dtype == np.float64
         np.testing.assert_allclose(a32, a64, rtol=0, atol=F32_TOL)
+
+
+@settings(max_examples=40, deadline=None)
+@given(layers=topologies, seed=seeds, k=st.integers(0, 8), after=st.integers(1, 6),
+       rule=st.sampled_from(["nchl", "wnchl"]))
+def test_a_frozen_plastic_controller_is_a_static_one_with_its_weights(layers, seed, k, after, rule):
+    """Frozen after k steps, NcHL (and WNcHL, whose window stands for weights) from then on is the static
+    network whose genome is those weights: the law that makes 'frozen' and 'static' comparable."""
+    genome, obs = random_run(layers, seed, k + after)
+    spec = Spec(rule, layers, window=3 if rule == "wnchl" else None, freeze_after=k)
+    frozen = make_controller(spec, genome, np.float64)
+    for o in obs[:k]:
+        frozen.step(o)
+    weights = np.concatenate([w.ravel() for w in frozen.weights])
+    static = make_controller(Spec("static", layers), weights, np.float64)
+    for o in obs[k:]:
+        np.testing.assert_allclose(static.step(o), frozen.step(o), rtol=1e-9, atol=1e-12)
