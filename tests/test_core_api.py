@@ -16,7 +16,8 @@ def test_paper_parameter_counts():
 
 
 def test_memory_model_for_ant_network():
-    hl, nchl, wnchl = compare(Topology((27, 128, 64, 8)), window=10)
+    hl, nchl, wnchl, static = compare(Topology((27, 128, 64, 8)), window=10)
+    assert (static.params_bytes, static.state_bytes) == (4 * 12_160, 0)
     assert (hl.params_bytes, hl.state_bytes) == (4 * 5 * 12_160, 4 * 12_160)
     assert (nchl.params_bytes, nchl.state_bytes) == (4 * (5 * 227 - 27 - 8), 4 * 12_160)
     assert wnchl.state_bytes == 4 * 10 * 227 + 8

@@ -38,11 +38,14 @@ def test_shipped_champion_loads_with_provenance(name):
 
 @pytest.mark.parametrize("name", SHIPPED)
 def test_shipped_scores_reproduce(tmp_path, name):
-    """The first held-out episodes of the record come out again, to the bit."""
+    """The first held-out episodes of the record come out again: to the bit on the machine that made
+    them, within 1e-9 relative on another CPU (MuJoCo's compiled arithmetic differs in the last bits
+    between CPUs: vsr-high-nchl's first episode is 55.6651112595755 m where it was recorded and
+    55.665111259575326 m on an AMD EPYC)."""
     r = nchl("evaluate", f"zoo:{name}", "--episodes", "2", "--json", "--workers", "1", cwd=tmp_path)
     assert r.returncode == 0, r.stderr
     got = [e["fitness"] for e in json.loads(r.stdout)["per_episode"]]
-    assert got == zoo.provenance(name)["evaluation"]["fitness"][:2]
+    assert got == pytest.approx(zoo.provenance(name)["evaluation"]["fitness"][:2], rel=1e-9, abs=1e-12)
 
 
 def test_zoo_listing_and_unknown_names(tmp_path):
