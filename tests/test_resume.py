@@ -107,7 +107,7 @@ def uninterrupted(tmp_path_factory):
     return runs
 
 
-@pytest.mark.parametrize("rule, stop", [("nchl", 2), ("nchl", 3), ("hl", 3)])
+@pytest.mark.parametrize("rule, stop", [pytest.param("nchl", 2, marks=pytest.mark.slow), ("nchl", 3), ("hl", 3)])
 def test_stopped_and_resumed_equals_uninterrupted(tmp_path, uninterrupted, rule, stop):
     """The issue's three commands: a run of ``stop`` generations continued to the end
     (stopped at a validation generation and just after one)."""
@@ -129,7 +129,8 @@ def interrupted_and_resumed(tmp_path, sig, after):
     return tmp_path / "r"
 
 
-@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGKILL], ids=["SIGINT", "SIGKILL"])
+@pytest.mark.parametrize("sig", [pytest.param(signal.SIGINT, marks=pytest.mark.slow), signal.SIGKILL],
+                         ids=["SIGINT", "SIGKILL"])
 def test_interrupted_and_resumed_equals_uninterrupted(tmp_path, uninterrupted, sig):
     assert_same_run(uninterrupted["nchl"], interrupted_and_resumed(tmp_path, sig, after=3))
 
@@ -169,15 +170,15 @@ def test_killed_campaign_cell_resumes_to_the_uninterrupted_result(tmp_path, unin
 def test_resume_is_identical_with_domain_randomization(tmp_path):
     """Robust evolution draws every episode's perturbations from its seed: a resumed run is the same run."""
     robust = ["--task", "ant", "--layers", "27,6,8", "--popsize", "6", "--workers", "2", "--seed", "2",
-              "--validation-every", "2", "--validation-episodes", "2", "--randomize-p", "0.7",
+              "--validation-every", "2", "--validation-episodes", "1", "--randomize-p", "0.7",
               "--randomize", "latency=0:5,obs-noise=0:0.05,dead-motor=0:1,leg-damage=0:0.5,mass=0:0.2,push=0:1"]
-    assert nchl("evolve", *robust, "--generations", "4", "--out", "u", cwd=tmp_path).returncode == 0
+    assert nchl("evolve", *robust, "--generations", "3", "--out", "u", cwd=tmp_path).returncode == 0
     assert nchl("evolve", *robust, "--generations", "1", "--out", "r", cwd=tmp_path).returncode == 0
-    r = nchl("evolve", "--resume", "r", "--generations", "4", cwd=tmp_path)
+    r = nchl("evolve", "--resume", "r", "--generations", "3", cwd=tmp_path)
     assert r.returncode == 0, r.stderr
     log_u, best_u = results(tmp_path / "u")
     log_r, best_r = results(tmp_path / "r")
-    assert log_u == log_r and best_u == best_r and len(log_u) == 4
+    assert log_u == log_r and best_u == best_r and len(log_u) == 3
     intact = nchl("evolve", *robust[:-4], "--generations", "1", "--out", "i", cwd=tmp_path)
     assert intact.returncode == 0
     assert results(tmp_path / "i")[0][0]["best"] != log_u[0]["best"]  # the randomization did act
