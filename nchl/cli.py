@@ -82,7 +82,7 @@ def cmd_pipeline(args: argparse.Namespace) -> int:
 
 _EVOLVE_FLAGS = ("task", "rule", "window", "layers", "generations", "popsize", "sigma", "init_range", "clip",
                  "episodes", "seed", "workers", "optimizer", "backend", "scheduler", "validation_every",
-                 "validation_top", "validation_episodes", "randomize", "randomize_p")
+                 "validation_top", "validation_episodes", "randomize", "randomize_p", "action_rate_cost")
 _RESUMABLE = ("generations", "workers", "scheduler")  # a resumed run may change these: results do not depend on them
 
 
@@ -466,6 +466,9 @@ def build_parser() -> argparse.ArgumentParser:
                         "perturbation catalogue (nchl stress), strengths uniform in [LOW, HIGH]")
     q.add_argument("--randomize-p", dest="randomize_p", type=float,
                    help="probability that each randomized condition is on in an episode (default 1)")
+    q.add_argument("--action-rate-cost", dest="action_rate_cost", type=float, metavar="C",
+                   help="prefer actuation a motor can follow: fitness = distance - C * action travel (the sum over "
+                        "steps of the mean |a_t - a_t-1|; a bang-bang gait collects about 1 per step; default 0)")
     q.add_argument("--out", metavar="DIR", help="run directory (new)")
     q.add_argument("--resume", metavar="DIR", help="continue the run in DIR (optionally with more --generations)")
     q.set_defaults(func=cmd_evolve)

@@ -36,7 +36,7 @@ import sys
 import threading
 import time
 import tomllib
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass, fields, replace
 from importlib import metadata
 from pathlib import Path
 from typing import Any, Callable
@@ -114,6 +114,7 @@ class EvolveConfig:
     validation_episodes: int = 10           # fixed held-out episodes per validated genome (0 = off)
     randomize: dict | None = None           # robust evolution: {condition: [low, high]} drawn per episode
     randomize_p: float = 1.0                # probability that each randomized condition is on in an episode
+    action_rate_cost: float = 0.0           # smooth actuation: fitness = distance - cost * action travel
 
     @classmethod
     def from_mapping(cls, values: dict[str, Any], source: str = "config") -> "EvolveConfig":
@@ -161,6 +162,8 @@ class EvolveConfig:
         need(self.backend in BACKENDS, f"backend must be one of {', '.join(BACKENDS)}, got {self.backend!r}")
         need(self.scheduler is None or (isinstance(self.scheduler, str) and "://" in self.scheduler),
              f"scheduler must be an address like tcp://HOST:PORT, got {self.scheduler!r}")
+        need(is_num(self.action_rate_cost) and self.action_rate_cost >= 0,
+             f"action_rate_cost must be a number >= 0 (metres per unit of action travel), got {self.action_rate_cost!r}")
         if self.randomize is not None or self.randomize_p != 1.0:
             try:
                 randomization = Randomization.of(self.randomize, self.randomize_p)
@@ -170,9 +173,10 @@ class EvolveConfig:
             bad = [n for n, _, _ in randomization.ranges if kind_of(n).ant_only and not ant]
             need(not bad, f"randomize: {', '.join(bad)} applies to the Ant tasks only, not {self.task!r}")
 
-    def randomization(self) -> Randomization | None:
-        """The domain randomization of every training and validation episode, or None (the task as it is)."""
-        return None if self.randomize is None else Randomization.of(self.randomize, self.randomize_p)
+    def episodes_settings(self) -> Episodes:
+        """How training episodes run (validation: the same at full length)."""
+        randomize = None if self.randomize is None else Randomization.of(self.randomize, self.randomize_p)
+        return Episodes(self.task, self.early_stop, self.backend, randomize, float(self.action_rate_cost))
 
     def task_obj(self):
         return get_task(self.task)
@@ -212,24 +216,52 @@ def evaluation_controller(spec: Spec, genome: np.ndarray, backend: str):
     return CController(spec, genome, runtime_params=True)
 
 
+@dataclass(frozen=True)
+class Episodes:
+    """How a worker runs a genome's episodes: the task, the early stop, the controller backend and,
+    for robust evolution, the domain randomization and the cost of fast-changing actions."""
+
+    task: str
+    early_stop: bool = False
+    backend: str = "c"
+    randomize: Randomization | None = None
+    action_rate_cost: float = 0.0
+
+
+def action_travel(actions: np.ndarray) -> float:
+    """How far the commands moved over an episode: sum over steps of the mean |a_t - a_t-1| over
+    motors (from rest, a = 0). A bang-bang gait that switches every other step collects about one
+    unit per step; a servo-friendly one a small fraction of that."""
+    a = np.asarray(actions, dtype=np.float64)
+    return float(np.abs(np.diff(a, axis=0, prepend=0.0)).mean(axis=1).sum()) if len(a) else 0.0
+
+
 def evaluate_candidate(payload: tuple, attempt: int) -> dict:
     """Mean fitness of one genome over the given episode seeds (runs in a worker), with
     each episode's outcome. The environment is created once per worker and task, then reused.
-    """
-    task_name, spec, genome, seeds, early_stop, backend, randomize = payload
+    The fitness is the distance, less ``action_rate_cost`` times :func:`action_travel`."""
+    how, spec, genome, seeds = payload
     envs = _LOCAL.__dict__.setdefault("envs", {})
-    key = (task_name, early_stop, randomize is not None)
+    key = (how.task, how.early_stop, how.randomize is not None)
     if key not in envs:
-        envs[key] = get_task(task_name).make_env(early_stop=early_stop, perturbable=randomize is not None)
+        envs[key] = get_task(how.task).make_env(early_stop=how.early_stop, perturbable=how.randomize is not None)
     env = envs[key]
-    controller = evaluation_controller(spec, genome, backend)
-    results = []
+    controller = evaluation_controller(spec, genome, how.backend)
+    episodes, fitness, steps = [], [], 0
     for s in seeds:
-        if randomize is not None:  # domain randomization: this episode's conditions, drawn from its seed
-            perturbed_layer(env).set_conditions(randomize.draw(s))
-        results.append(rollout(env, controller, s))
-    return {"fitness": float(np.mean([r.fitness for r in results])), "steps": sum(r.steps for r in results),
-            "episodes": [{"seed": s, **r.as_dict()} for s, r in zip(seeds, results)]}
+        if how.randomize is not None:  # domain randomization: this episode's conditions, drawn from its seed
+            perturbed_layer(env).set_conditions(how.randomize.draw(s))
+        r = rollout(env, controller, s, record=how.action_rate_cost > 0)
+        f = r.fitness
+        if how.action_rate_cost > 0:
+            travel = action_travel(r.actions)
+            f -= how.action_rate_cost * travel
+            episodes.append({"seed": s, **r.as_dict(), "action_travel": travel, "fitness": f, "distance": r.fitness})
+        else:
+            episodes.append({"seed": s, **r.as_dict()})
+        fitness.append(f)
+        steps += r.steps
+    return {"fitness": float(np.mean(fitness)), "steps": steps, "episodes": episodes}
 
 
 # -- the run -------------------------------------------------------------------
@@ -443,8 +475,8 @@ class Run:
         top = [int(k) for k in np.argsort(-fitness, kind="stable")[:cfg.validation_top] if np.isfinite(fitness[k])]
         genomes = [candidates[k] for k in top] + [np.asarray(center, dtype=float)]
         names = [f"rank {r + 1}" for r in range(len(top))] + ["mean"]
-        outcomes = pool.map([(cfg.task, self.spec, x, [s], False, cfg.backend, cfg.randomization())
-                             for x in genomes for s in seeds])
+        how = replace(cfg.episodes_settings(), early_stop=False)  # validation: full length
+        outcomes = pool.map([(how, self.spec, x, [s]) for x in genomes for s in seeds])
         scores = {}
         for k in range(len(genomes)):
             mine = outcomes[k * len(seeds):(k + 1) * len(seeds)]
@@ -494,8 +526,8 @@ class Run:
                 t0 = time.perf_counter()
                 candidates = opt.ask()
                 seeds = training_seeds(cfg.seed, g, cfg.episodes)
-                outcomes = pool.map([(cfg.task, self.spec, x, seeds, cfg.early_stop, cfg.backend,
-                                      cfg.randomization()) for x in candidates])
+                how = cfg.episodes_settings()
+                outcomes = pool.map([(how, self.spec, x, seeds) for x in candidates])
                 ok = np.array([o.ok for o in outcomes])
                 if not ok.any():
                     raise NchlError(f"all {len(outcomes)} evaluations of generation {g + 1} failed; "
@@ -567,7 +599,8 @@ def evaluate_genome(spec: Spec, genome: np.ndarray, task: str, episodes: int, se
     seeds = evaluation_seeds(check_seed(seed), episodes)
     check_seed(seeds[-1])
     with WorkerPool("nchl.evolution:evaluate_candidate", min(workers, episodes), log=log) as pool:
-        outcomes = pool.map([(task, spec, genome, [s], early_stop, backend, None) for s in seeds])
+        how = Episodes(task, early_stop, backend)
+        outcomes = pool.map([(how, spec, genome, [s]) for s in seeds])
     failed = [s for s, o in zip(seeds, outcomes) if not o.ok]
     if failed:
         raise NchlError(f"{len(failed)} of {episodes} episodes failed (seeds {failed[:5]}); first error:\n"

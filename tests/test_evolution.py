@@ -9,7 +9,7 @@ import time
 import numpy as np
 import pytest
 
-from nchl import Genome
+from nchl import Genome, Spec
 from nchl.errors import NchlError
 from nchl.evolution import CHECKPOINT, EvolveConfig, Run, read_checkpoint
 from nchl.optimizers import OpenAIES, PyCMA, centered_ranks, resolve
@@ -321,3 +321,19 @@ def test_experiment_configs_are_valid():
     for path, values in runs:
         values.pop("out")
         EvolveConfig.from_mapping(values, str(path)).spec()
+
+
+def test_action_rate_cost_scores_distance_less_action_travel():
+    from nchl.evolution import Episodes, action_travel, evaluate_candidate
+
+    assert action_travel(np.array([[1.0, -1.0], [-1.0, -1.0], [-1.0, 1.0]])) == pytest.approx(1.0 + 1.0 + 1.0)
+    spec = Spec("nchl", (12, 4, 10))
+    genome = np.random.default_rng(0).uniform(-1, 1, spec.genome_length)
+    plain = evaluate_candidate((Episodes("vsr-low"), spec, genome, [5, 6]), 0)
+    smooth = evaluate_candidate((Episodes("vsr-low", action_rate_cost=0.01), spec, genome, [5, 6]), 0)
+    for p, e in zip(plain["episodes"], smooth["episodes"]):
+        assert e["distance"] == p["fitness"] and e["action_travel"] > 0
+        assert e["fitness"] == pytest.approx(p["fitness"] - 0.01 * e["action_travel"])
+    assert smooth["fitness"] < plain["fitness"]
+    with pytest.raises(NchlError, match="action_rate_cost must be a number >= 0"):
+        EvolveConfig.from_mapping({**SMALL, "action_rate_cost": -1})

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Stress tables of the shipped champions, plastic and frozen after 100 steps, on 20 held-out episodes,
 # every catalogue condition at its default strength; then events at step 500 (recovery).
-# Writes docs/robustness/*.json and *.png. About 25 minutes on 2 cores.
+# Writes docs/robustness/*.json and *.png. About 25 minutes on 2 cores; run with the venv active.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 out=docs/robustness
