@@ -11,6 +11,8 @@ A campaign file has three tables::
     generations = 500
     [evaluate]
     episodes = 100          # each champion re-scored on held-out episodes
+    stress = ["all"]        # optional: nchl stress conditions for every champion (stress.json)
+    stress_episodes = 20
 
 Every cell is one run directory named ``TASK-RULE[-mM]-sSEED`` under the
 campaign directory, next to ``campaign.json`` (the manifest: the settings and
@@ -43,7 +45,8 @@ from .spec import RULES
 MANIFEST = "campaign.json"
 EVALUATION = "evaluation.json"
 _CAMPAIGN_KEYS = {"tasks", "rules", "windows", "seeds"}
-_EVALUATE_KEYS = {"episodes"}
+_EVALUATE_KEYS = {"episodes", "stress", "stress_episodes"}
+STRESS = "stress.json"
 _PER_CELL = {"task", "rule", "window", "seed", "out"}
 
 
@@ -72,6 +75,8 @@ class Campaign:
     seeds: tuple[int, ...]
     evolve: dict
     episodes: int
+    stress: tuple[str, ...] = ()    # nchl stress conditions run on every champion (none: no stress tables)
+    stress_episodes: int = 20
 
     @classmethod
     def from_mapping(cls, values: dict, source: str = "campaign") -> "Campaign":
@@ -107,7 +112,22 @@ class Campaign:
         episodes = evaluate.get("episodes", 100)
         if isinstance(episodes, bool) or not isinstance(episodes, int) or episodes < 1:
             raise ConfigError(f"{source}: [evaluate] episodes must be an integer >= 1, got {episodes!r}")
-        campaign = cls(tasks, rules, windows, seeds, dict(evolve), episodes)
+        stress = evaluate.get("stress", [])
+        if not isinstance(stress, list) or not all(isinstance(c, str) for c in stress):
+            raise ConfigError(f"{source}: [evaluate] stress must be a list of conditions such as \"latency\" or "
+                              f"\"dead-motor=0.5/1\", got {stress!r}")
+        stress_episodes = evaluate.get("stress_episodes", 20)
+        if isinstance(stress_episodes, bool) or not isinstance(stress_episodes, int) or stress_episodes < 1:
+            raise ConfigError(f"{source}: [evaluate] stress_episodes must be an integer >= 1, got {stress_episodes!r}")
+        if stress:
+            from .stress import parse_conditions
+
+            for task in tasks:
+                try:
+                    parse_conditions(stress, task)
+                except NchlError as e:
+                    raise ConfigError(f"{source}: [evaluate] stress on {task}: {e}") from None
+        campaign = cls(tasks, rules, windows, seeds, dict(evolve), episodes, tuple(stress), stress_episodes)
         for cell in campaign.cells():  # every run's settings are valid before anything starts
             campaign.config(cell, source)
         return campaign
@@ -145,7 +165,8 @@ class Campaign:
 
     def settings(self) -> dict:
         return {"tasks": list(self.tasks), "rules": list(self.rules), "windows": list(self.windows),
-                "seeds": list(self.seeds), "evolve": self.evolve, "episodes": self.episodes}
+                "seeds": list(self.seeds), "evolve": self.evolve, "episodes": self.episodes,
+                "stress": list(self.stress), "stress_episodes": self.stress_episodes}
 
 
 def load_campaign(path: str | os.PathLike) -> Campaign:
@@ -158,16 +179,19 @@ def read_manifest(out: Path) -> tuple[Campaign, dict]:
         s = manifest["settings"]
         campaign = Campaign.from_mapping({"campaign": {k: s[k] for k in ("tasks", "rules", "seeds")}
                                           | ({"windows": s["windows"]} if s["windows"] else {}),
-                                          "evolve": s["evolve"], "evaluate": {"episodes": s["episodes"]}},
+                                          "evolve": s["evolve"],
+                                          "evaluate": {"episodes": s["episodes"], "stress": s.get("stress", []),
+                                                       "stress_episodes": s.get("stress_episodes", 20)}},
                                          str(out / MANIFEST))
     except (OSError, json.JSONDecodeError, KeyError, TypeError) as e:
         raise NchlError(f"{out}: not a campaign directory ({MANIFEST} unreadable: {e})") from None
     return campaign, manifest
 
 
-def cell_state(out: Path, cell: Cell) -> str:
+def cell_state(out: Path, cell: Cell, campaign: Campaign | None = None) -> str:
+    """``done`` (evaluated, and stressed if ``campaign`` asks for stress tables), ``started`` or ``new``."""
     d = out / cell.name
-    if (d / EVALUATION).is_file():
+    if (d / EVALUATION).is_file() and not (campaign and campaign.stress and not (d / STRESS).is_file()):
         return "done"
     return "started" if (d / "config.json").is_file() else "new"
 
@@ -187,6 +211,12 @@ def run_cell(out: Path, campaign: Campaign, cell: Cell, workers: int, scheduler:
                                 log=log)
         record = {"cell": cell.name, "task": cell.task, "rule": cell.rule, "window": cell.window,
                   "seed": cell.seed, **stats}
+        if campaign.stress:  # before evaluation.json, which marks the cell done
+            from .stress import parse_conditions, run_stress
+
+            table = run_stress(genome.spec, genome.values, cell.task, parse_conditions(campaign.stress, cell.task),
+                               campaign.stress_episodes, seed=0, workers=workers, log=log)
+            atomic_write(run_dir / STRESS, (json.dumps(table) + "\n").encode())
         atomic_write(run_dir / EVALUATION, (json.dumps(record, indent=1) + "\n").encode())
     return record
 
@@ -238,9 +268,9 @@ def _run_campaign(path: str | os.PathLike, campaign: Campaign, out: Path, worker
         out.mkdir(parents=True, exist_ok=True)
         atomic_write(out / MANIFEST, (json.dumps(manifest, indent=1) + "\n").encode())
     cells = campaign.cells()
-    todo = [c for c in cells if cell_state(out, c) != "done"]
+    todo = [c for c in cells if cell_state(out, c, campaign) != "done"]
     log(f"campaign {out}: {len(cells)} runs, {len(cells) - len(todo)} done, {len(todo)} to run "
-        f"({sum(cell_state(out, c) == 'started' for c in todo)} resumed), {parallel} at a time")
+        f"({sum(cell_state(out, c, campaign) == 'started' for c in todo)} resumed), {parallel} at a time")
     durations: dict[str, list[float]] = defaultdict(list)  # task -> seconds per run finished here
     running: dict[str, tuple[subprocess.Popen, float]] = {}
     pending = list(todo)
@@ -256,7 +286,7 @@ def _run_campaign(path: str | os.PathLike, campaign: Campaign, out: Path, worker
     if parallel == 1:
         while pending:
             cell = pending[0]
-            log(f"[campaign] {cell.name}: {cell_state(out, cell)}")
+            log(f"[campaign] {cell.name}: {cell_state(out, cell, campaign)}")
             t0 = time.perf_counter()
             run_cell(out, campaign, cell, workers, scheduler, log)
             pending.pop(0)
@@ -294,9 +324,11 @@ def summary(out: Path) -> list[dict[str, Any]]:
     campaign, _ = read_manifest(out)
     rows = []
     for cell in campaign.cells():
-        state = cell_state(out, cell)
+        state = cell_state(out, cell, campaign)
+        d = out / cell.name
         rows.append({"cell": cell, "state": state,
-                     "evaluation": json.loads((out / cell.name / EVALUATION).read_text()) if state == "done" else None})
+                     "evaluation": json.loads((d / EVALUATION).read_text()) if state == "done" else None,
+                     "stress": json.loads((d / STRESS).read_text()) if state == "done" and campaign.stress else None})
     return rows
 
 

@@ -8,7 +8,8 @@ Mann-Whitney U tests with Holm's correction; the WNcHL window sweep
 (performance vs state memory, NcHL as reference); a behaviour map per task
 (per-episode descriptors of every champion projected on their two principal
 components); and how the weights of the best NcHL, HL and WNcHL champions evolve
-within an episode.
+within an episode; and, when the campaign's ``[evaluate]`` has ``stress`` conditions, the share
+of the intact distance each champion keeps under each of them, per rule, with the same tests.
 Every caption states the budget, so a small campaign never passes for the paper's.
 """
 
@@ -163,6 +164,52 @@ def _behaviour_map(task: str, cells: list[dict], out: Path, episodes: int, budge
     for v in variants:
         m = np.mean([x for vv, x in rows if vv == v], axis=0)
         md.append(f"| {v} | " + " | ".join(f"{x:.3g}" for x in m) + " |")
+    return md + [""]
+
+
+def _robustness(task: str, cells: list[dict], out: Path, budget: str) -> list[str]:
+    """Retained distance (condition mean / intact mean over the stress episodes) per rule variant and
+    condition, box plots over seeds, and Mann-Whitney U + Holm between variants per condition."""
+    stressed = [r for r in cells if r.get("stress")]
+    if not stressed:
+        return []
+    variants = _variants(stressed)
+
+    def label(c: dict) -> str:
+        return f"{c['name']}={c['strength']:g}" + (f"@{c['onset']}" if c["onset"] else "")
+
+    retained: dict[str, dict[str, list[float]]] = defaultdict(lambda: {v: [] for v in variants})
+    for r in stressed:
+        for c in r["stress"]["conditions"]:
+            if c.get("retained") is not None:
+                retained[label(c)][r["cell"].variant].append(c["retained"])
+    labels = list(retained)
+    plt = _plt()
+    cols = min(4, len(labels))
+    rows = -(-len(labels) // cols)
+    fig, axes = plt.subplots(rows, cols, figsize=(3.4 * cols, 2.8 * rows), squeeze=False)
+    for ax, lab in zip(axes.flat, labels):
+        ax.boxplot([retained[lab][v] for v in variants])
+        ax.set_xticks(range(1, len(variants) + 1), variants, rotation=45, fontsize=7)
+        ax.axhline(1.0, color="grey", lw=0.6)
+        ax.set_title(lab, fontsize=9)
+        ax.set_ylabel("retained distance", fontsize=8)
+    for ax in list(axes.flat)[len(labels):]:
+        ax.axis("off")
+    episodes = stressed[0]["stress"]["episodes"]
+    caption = (f"{task}: share of its intact mean distance that each champion keeps under each condition "
+               f"({episodes} held-out episodes per condition, the same seeds intact and perturbed), one box per rule "
+               f"variant over seeds. {budget}")
+    md = [f"### {task}: robustness", ""] + _figure(fig, out, f"robustness-{task}.png", caption)
+    md += ["| condition | " + " | ".join(f"{v} median" for v in variants) + " |", "|---|" + "---|" * len(variants)]
+    for lab in labels:
+        md.append(f"| {lab} | " + " | ".join(f"{np.median(retained[lab][v]):.2f}" if retained[lab][v] else "-"
+                                             for v in variants) + " |")
+    md += ["", "Seed-level tests per condition (retained shares; Holm over the pairs of one condition):", "",
+           "| condition | A | B | U | p | p (Holm) |", "|---|---|---|---|---|---|"]
+    for lab in labels:
+        md += [f"| {lab} | {t['a']} | {t['b']} | {t['U']:.1f} | {t['p']:.3g} | {t['p_holm']:.3g} |"
+               for t in pairwise_tests(retained[lab])]
     return md + [""]
 
 
@@ -346,6 +393,7 @@ def make_report(campaign_dirs: str | Path | list[str | Path], out: str | Path, b
         log(f"report: {task}: recording {behaviour_episodes} episodes per champion for the behaviour map")
         md += _behaviour_map(task, cells, out, behaviour_episodes, budget)
         md += _weights_figure(task, cells, out, budget)
+        md += _robustness(task, cells, out, budget)
     path = out / "report.md"
     path.write_text("\n".join(md) + "\n")
     return path

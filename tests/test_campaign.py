@@ -56,6 +56,12 @@ def test_grid_expansion_and_names():
     ({"campaign": {"tasks": ["vsr-low"], "rules": ["nchl"], "seeds": [0, 0]}}, "repeats"),
     ({"campaign": {"tasks": ["vsr-low"], "rules": ["wnchl"], "seeds": [0], "windows": [0]}}, "window m >= 1"),
     ({"campaign": {"tasks": ["vsr-low"], "rules": ["nchl"], "seeds": [0]}, "evaluate": {"episodes": 0}}, "episodes"),
+    ({"campaign": {"tasks": ["vsr-low"], "rules": ["static"], "seeds": [0]}, "evaluate": {"stress": ["gravity"]}},
+     "stress on vsr-low: unknown condition 'gravity'"),
+    ({"campaign": {"tasks": ["vsr-low"], "rules": ["nchl"], "seeds": [0]}, "evaluate": {"stress": ["leg-damage"]}},
+     "leg-damage applies to the Ant tasks only"),
+    ({"campaign": {"tasks": ["ant"], "rules": ["nchl"], "seeds": [0]}, "evaluate": {"stress": "all"}},
+     "stress must be a list"),
 ])
 def test_campaign_errors_are_clear(values, match):
     with pytest.raises(NchlError, match=match):
@@ -116,7 +122,9 @@ def test_time_left_uses_each_tasks_own_run_time():
 
 
 def test_report_on_a_tiny_campaign(tmp_path):
-    (tmp_path / "c.toml").write_text(TINY)
+    stressed = TINY.replace("[evaluate]\nepisodes = 2", '[evaluate]\nepisodes = 2\nstress = ["latency", "dead-motor=0.5/1"]\n'
+                            "stress_episodes = 1")
+    (tmp_path / "c.toml").write_text(stressed)
     r = subprocess.run([sys.executable, "-m", "nchl.cli", "campaign", "c.toml", "--out", "c", "--workers", "2"],
                        cwd=tmp_path, capture_output=True, text=True)
     assert r.returncode == 0, r.stderr
@@ -129,7 +137,11 @@ def test_report_on_a_tiny_campaign(tmp_path):
     assert "M training environment steps" in md and "| wall time per run (min) |" in md
     pngs = sorted(p.name for p in (tmp_path / "rep").glob("*.png"))
     expected = {"fig1.png", "curves-vsr-low.png", "window-sweep-vsr-low.png", "behaviour-vsr-low.png",
-                "weights-vsr-low.png"}
+                "weights-vsr-low.png", "robustness-vsr-low.png"}
+    stress = json.loads((tmp_path / "c" / "vsr-low-nchl-s0" / "stress.json").read_text())
+    assert [(c["name"], c["strength"]) for c in stress["conditions"]] == [
+        ("latency", 10.0), ("dead-motor", 0.5), ("dead-motor", 1.0)]
+    assert "### vsr-low: robustness" in md and "| dead-motor=0.5 | nchl | wnchl-m2 |" in md
     assert len(pngs) >= 3 and expected <= set(pngs)
     assert "WNcHL stores no weights: shown are those its window stands for" in md
     for name in pngs:
