@@ -93,7 +93,9 @@ class Outcome:
             v = np.full((len(xs), longest), np.nan)
             for i, x in enumerate(xs):
                 v[i, 1:len(x)] = np.diff(x) / dt
-            row["velocity"] = [None if not np.isfinite(u) else round(float(u), 4) for u in np.nanmean(v, axis=0)]
+            counts = np.isfinite(v).sum(axis=0)  # steps that no episode reached stay None
+            mean = np.nansum(v, axis=0) / np.maximum(counts, 1)
+            row["velocity"] = [round(float(u), 4) if n else None for u, n in zip(mean, counts)]
         return row
 
 
