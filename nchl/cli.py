@@ -191,6 +191,14 @@ def _ranges(text: str) -> dict[str, list[float]]:
     return out
 
 
+def _deployment_args(q: argparse.ArgumentParser) -> None:
+    """How a genome is deployed: its own rule, NcHL <-> WNcHL, plastic or frozen (see _genome_spec)."""
+    q.add_argument("--rule", choices=["nchl", "wnchl"], help="deploy an NcHL genome as WNcHL or back")
+    q.add_argument("--window", type=int, help="WNcHL window m")
+    q.add_argument("--freeze-after", dest="freeze_after", type=int, metavar="K",
+                   help="switch plasticity off after K steps, keeping the weights (a frozen deployment)")
+
+
 def _strengths(text: str) -> list[float]:
     try:
         return [float(v) for v in text.split(",")]
@@ -479,10 +487,7 @@ def build_parser() -> argparse.ArgumentParser:
     q.add_argument("--seed", type=int, default=0,
                    help="first episode seed (default 0; seeds below 2**20 are never used in training or validation)")
     q.add_argument("--task", help="default: the genome's task")
-    q.add_argument("--rule", choices=["nchl", "wnchl"], help="redeploy an NcHL genome as WNcHL or back")
-    q.add_argument("--window", type=int, help="WNcHL window m")
-    q.add_argument("--freeze-after", dest="freeze_after", type=int, metavar="K",
-                   help="switch plasticity off after K steps, keeping the weights (a frozen deployment)")
+    _deployment_args(q)
     q.add_argument("--workers", type=int, default=2)
     q.add_argument("--early-stop", action="store_true", help="apply the evolution early stop (default off)")
     q.add_argument("--backend", choices=["c", "python"], default="c", help="controller implementation (default c)")
@@ -503,10 +508,7 @@ def build_parser() -> argparse.ArgumentParser:
     q.add_argument("--episodes", type=int, default=20)
     q.add_argument("--seed", type=int, default=0, help="first held-out episode seed (default 0)")
     q.add_argument("--task", help="default: the genome's task")
-    q.add_argument("--rule", choices=["nchl", "wnchl"], help="redeploy an NcHL genome as WNcHL or back")
-    q.add_argument("--window", type=int, help="WNcHL window m")
-    q.add_argument("--freeze-after", dest="freeze_after", type=int, metavar="K",
-                   help="switch plasticity off after K steps, keeping the weights (a frozen deployment)")
+    _deployment_args(q)
     q.add_argument("--workers", type=int, default=2)
     q.add_argument("--backend", choices=["c", "python"], default="c", help="controller implementation (default c)")
     q.add_argument("--plot", metavar="PNG", help="retained distance vs strength; velocity around events")
@@ -517,10 +519,7 @@ def build_parser() -> argparse.ArgumentParser:
     q.add_argument("genome", help="genome file (.npz) or zoo:NAME")
     q.add_argument("--prefix", default="nchl_ctrl", help="C symbol prefix (default nchl_ctrl)")
     q.add_argument("--out", default=".", metavar="DIR")
-    q.add_argument("--rule", choices=["nchl", "wnchl"], help="deploy an NcHL genome as WNcHL or back")
-    q.add_argument("--window", type=int, help="WNcHL window m")
-    q.add_argument("--freeze-after", dest="freeze_after", type=int, metavar="K",
-                   help="switch plasticity off after K steps, keeping the weights (a frozen deployment)")
+    _deployment_args(q)
     q.add_argument("--report", action="store_true", help="compile and report flash/RAM/stack of HL, NcHL, WNcHL")
     q.add_argument("--json", action="store_true", help="report as JSON")
     q.set_defaults(func=cmd_codegen)
@@ -530,10 +529,7 @@ def build_parser() -> argparse.ArgumentParser:
     q.add_argument("--task", help="default: the genome's task")
     q.add_argument("--episodes", type=int, default=3)
     q.add_argument("--seed", type=int, default=0, help="first episode seed")
-    q.add_argument("--rule", choices=["nchl", "wnchl"], help="deploy an NcHL genome as WNcHL or back")
-    q.add_argument("--window", type=int, help="WNcHL window m")
-    q.add_argument("--freeze-after", dest="freeze_after", type=int, metavar="K",
-                   help="switch plasticity off after K steps, keeping the weights (a frozen deployment)")
+    _deployment_args(q)
     q.add_argument("--state", action="store_true", help="also compare the whole state every step")
     q.add_argument("--allow-termination", action="store_true",
                    help="let the task end episodes early (default: full-length episodes)")
@@ -567,10 +563,7 @@ def build_parser() -> argparse.ArgumentParser:
     q.add_argument("--trace", metavar="NPZ", help="observations from nchl evaluate --trace (default: record one)")
     q.add_argument("--steps", type=int, default=1000, help="replay at most this many steps (default 1000)")
     q.add_argument("--seed", type=int, default=0, help="episode seed (recording and controller init)")
-    q.add_argument("--rule", choices=["nchl", "wnchl"], help="deploy an NcHL genome as WNcHL or back")
-    q.add_argument("--window", type=int, help="WNcHL window m")
-    q.add_argument("--freeze-after", dest="freeze_after", type=int, metavar="K",
-                   help="switch plasticity off after K steps, keeping the weights (a frozen deployment)")
+    _deployment_args(q)
     q.add_argument("--tolerance", type=float, default=1e-5)
     q.add_argument("--timeout", type=float, default=600.0, help="seconds allowed for the emulator")
     q.add_argument("--json", action="store_true")
