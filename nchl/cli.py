@@ -397,7 +397,7 @@ def cmd_zoo(args: argparse.Namespace) -> int:
         if not args.name:
             raise NchlError("--add needs --name NAME for the champion")
         r = add_champion(args.add, args.name, args.episodes, args.into or zoo.HERE, args.workers,
-                         log=lambda m: print(m, file=sys.stderr))
+                         args.stress_episodes, log=lambda m: print(m, file=sys.stderr))
         e = r["evaluation"]
         print(f"zoo:{args.name}: {e['episodes']} held-out episodes, mean {e['mean']:.2f} m, median "
               f"{e['median']:.2f} m, forward {100 * e['forward_fraction']:.0f}%")
@@ -615,6 +615,8 @@ def build_parser() -> argparse.ArgumentParser:
     q.add_argument("--name", help="name of the added champion, e.g. ant-nchl")
     q.add_argument("--episodes", type=int, default=100, help="held-out episodes for --add (default 100)")
     q.add_argument("--into", metavar="DIR", help="zoo folder to write (default: the package's own)")
+    q.add_argument("--stress-episodes", dest="stress_episodes", type=int, default=0, metavar="N",
+                   help="with --add: also record its nchl stress table over N held-out episodes (default: none)")
     q.add_argument("--workers", type=int, default=2)
     q.set_defaults(func=cmd_zoo)
 

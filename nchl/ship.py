@@ -24,7 +24,9 @@ _LOG_KEYS = ("generation", "best", "mean", "best_ever", "validation_mean", "vali
 
 
 def add_champion(run_dir: str | Path, name: str, episodes: int = 100, into: str | Path = HERE,
-                 workers: int = 2, log: Callable[[str], None] = print) -> dict:
+                 workers: int = 2, stress_episodes: int = 0, log: Callable[[str], None] = print) -> dict:
+    """Copy a run's champion into the zoo folder ``into`` with its provenance; with ``stress_episodes``,
+    also its ``nchl stress`` table (every catalogue condition at its default strength)."""
     if not _NAME.match(name):
         raise NchlError(f"zoo names are lower-case words joined by '-', got {name!r}")
     run_dir, into = Path(run_dir), Path(into)
@@ -53,6 +55,18 @@ def add_champion(run_dir: str | Path, name: str, episodes: int = 100, into: str 
                       | {"fitness": [e["fitness"] for e in stats["per_episode"]],
                          "command": f"nchl evaluate zoo:{name} --episodes {episodes} --json"},
     }
+    if stress_episodes:
+        from .stress import parse_conditions, run_stress
+
+        table = run_stress(genome.spec, genome.values, genome.task, parse_conditions(["all"], genome.task),
+                           stress_episodes, seed=0, workers=workers, log=log)
+        keep = ("mean", "median", "forward_fraction", "retained", "saturated_share", "dominant_frequency_hz")
+        record["stress"] = {
+            "episodes": stress_episodes, "seeds": table["seeds"],
+            "intact": {k: table["intact"][k] for k in keep if k in table["intact"]},
+            "conditions": [{"name": c["name"], "strength": c["strength"], "unit": c["unit"]}
+                           | {k: c[k] for k in keep} for c in table["conditions"]],
+            "command": f"nchl stress zoo:{name} --episodes {stress_episodes} --json"}
     into.mkdir(parents=True, exist_ok=True)
     shutil.copyfile(run_dir / "best.npz", into / f"{name}.npz")
     (into / f"{name}.json").write_text(json.dumps(record, indent=1) + "\n")

@@ -14,7 +14,7 @@ from nchl.evolution import EvolveConfig, Run
 from nchl.ship import add_champion
 from nchl_sim import get_task
 
-SHIPPED = ("ant-nchl", "ant-wnchl", "ant-wnchl-m2", "vsr-high-nchl")
+SHIPPED = ("ant-nchl", "ant-wnchl", "ant-wnchl-m2", "vsr-high-nchl", "ant-robust")
 
 
 def nchl(*args, cwd):
@@ -66,7 +66,12 @@ def test_add_champion_writes_a_loadable_record(tmp_path):
                                      "workers": 1, "validation_episodes": 1})
     Run(tmp_path / "run", cfg, log=lambda m: None).run()
     record = add_champion(tmp_path / "run", "tiny-vsr", episodes=2, into=tmp_path / "zoo", workers=1,
-                          log=lambda m: None)
+                          stress_episodes=1, log=lambda m: None)
+    stress = record["stress"]
+    assert stress["episodes"] == 1 and [c["name"] for c in stress["conditions"]][:3] == ["obs-noise", "quantize",
+                                                                                          "latency"]
+    assert all(c["retained"] is None or c["retained"] == pytest.approx(c["mean"] / stress["intact"]["mean"])
+               for c in stress["conditions"])
     assert zoo.names(tmp_path / "zoo") == ["tiny-vsr"]
     assert zoo.provenance("tiny-vsr", tmp_path / "zoo") == json.loads(json.dumps(record))
     assert record["selected_at"]["generation"] == 2 and record["evaluation"]["episodes"] == 2
