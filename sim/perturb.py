@@ -175,7 +175,6 @@ class Perturbed(gym.Wrapper):
             raise PerturbationError(f"{type(self.base).__name__} has no physics sub-step hook to perturb")
         self.ant = ant
         self.to_observation = to_observation
-        self.substeps = substeps_of(env)
         self._bound = np.asarray(env.observation_space.high, dtype=np.float64)
         self._sub_original = self.base._step_mujoco_simulation
         self._pristine: mujoco.MjModel | None = None
