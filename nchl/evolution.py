@@ -44,7 +44,7 @@ from typing import Any, Callable
 import numpy as np
 
 from nchl_sim import get_task, rollout
-from nchl_sim.perturb import Randomization, kind_of, perturbed_layer
+from nchl_sim.perturb import Condition, Randomization, check_applicable, perturbed_layer
 
 from .controllers import make_controller
 from .errors import NchlError
@@ -167,11 +167,10 @@ class EvolveConfig:
         if self.randomize is not None or self.randomize_p != 1.0:
             try:
                 randomization = Randomization.of(self.randomize, self.randomize_p)
-                ant = get_task(self.task).env_id == "Ant-v5"
+                check_applicable([n for n, _, _ in randomization.ranges], get_task(self.task).is_ant,
+                                 repr(self.task))
             except NchlError as e:
-                raise ConfigError(f"{source}: {e}") from None
-            bad = [n for n, _, _ in randomization.ranges if kind_of(n).ant_only and not ant]
-            need(not bad, f"randomize: {', '.join(bad)} applies to the Ant tasks only, not {self.task!r}")
+                raise ConfigError(f"{source}: randomize: {e}") from None
 
     def episodes_settings(self) -> Episodes:
         """How training episodes run (validation: the same at full length)."""
@@ -236,16 +235,22 @@ def action_travel(actions: np.ndarray) -> float:
     return float(np.abs(np.diff(a, axis=0, prepend=0.0)).mean(axis=1).sum()) if len(a) else 0.0
 
 
+def worker_env(task: str, early_stop: bool = False, conditions: tuple[Condition, ...] = (),
+               perturbable: bool = False):
+    """A worker's environment for these settings, made once and reused for every later episode."""
+    envs = _LOCAL.__dict__.setdefault("envs", {})
+    key = (task, early_stop, conditions, perturbable)
+    if key not in envs:
+        envs[key] = get_task(task).make_env(early_stop=early_stop, conditions=conditions, perturbable=perturbable)
+    return envs[key]
+
+
 def evaluate_candidate(payload: tuple, attempt: int) -> dict:
     """Mean fitness of one genome over the given episode seeds (runs in a worker), with
     each episode's outcome. The environment is created once per worker and task, then reused.
     The fitness is the distance, less ``action_rate_cost`` times :func:`action_travel`."""
     how, spec, genome, seeds = payload
-    envs = _LOCAL.__dict__.setdefault("envs", {})
-    key = (how.task, how.early_stop, how.randomize is not None)
-    if key not in envs:
-        envs[key] = get_task(how.task).make_env(early_stop=how.early_stop, perturbable=how.randomize is not None)
-    env = envs[key]
+    env = worker_env(how.task, how.early_stop, perturbable=how.randomize is not None)
     controller = evaluation_controller(spec, genome, how.backend)
     episodes, fitness, steps = [], [], 0
     for s in seeds:

@@ -9,7 +9,6 @@ time, to see whether and how fast the controller recovers.
 
 from __future__ import annotations
 
-import threading
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Sequence
@@ -17,16 +16,14 @@ from typing import Callable, Sequence
 import numpy as np
 
 from nchl_sim import get_task, rollout
-from nchl_sim.perturb import CATALOGUE, Condition, condition, default_strength, kind_of
+from nchl_sim.perturb import CATALOGUE, Condition, check_applicable, condition, default_strength
 
 from .behaviour import descriptors
 from .errors import NchlError
-from .evolution import evaluation_controller
+from .evolution import evaluation_controller, worker_env
 from .seeds import evaluation_seeds, held_out
 from .spec import Spec
 from .workers import WorkerPool
-
-_LOCAL = threading.local()
 
 
 def parse_conditions(items: Sequence[str], task: str, strengths: Sequence[float] | None = None,
@@ -35,15 +32,13 @@ def parse_conditions(items: Sequence[str], task: str, strengths: Sequence[float]
     condition of the catalogue that applies to ``task`` (the Ant's leg damage only there)."""
     t = get_task(task)
     substeps, _ = t.timing
-    ant = t.env_id == "Ant-v5"
     names: list[tuple[str, list[float] | None]] = []
     for item in items:
         name, _, given = item.partition("=")
         if name == "all":
-            names += [(n, None) for n, k in CATALOGUE.items() if ant or not k.ant_only]
+            names += [(n, None) for n, k in CATALOGUE.items() if t.is_ant or not k.ant_only]
             continue
-        if kind_of(name).ant_only and not ant:
-            raise NchlError(f"{name} applies to the Ant tasks only, not {task!r}")
+        check_applicable([name], t.is_ant, repr(task))
         try:
             values = [float(v) for v in given.split("/")] if given else None
         except ValueError:
@@ -61,11 +56,7 @@ def parse_conditions(items: Sequence[str], task: str, strengths: Sequence[float]
 def stress_episode(payload: tuple, attempt: int) -> dict:
     """One episode of a genome under ``conditions`` (runs in a worker; environments are reused)."""
     task_name, spec, genome, seed, conditions, backend, track = payload
-    envs = _LOCAL.__dict__.setdefault("envs", {})
-    key = (task_name, conditions)
-    if key not in envs:
-        envs[key] = get_task(task_name).make_env(conditions=conditions)
-    env = envs[key]
+    env = worker_env(task_name, conditions=conditions)
     r = rollout(env, evaluation_controller(spec, genome, backend), seed, record=True)
     d = descriptors(r.actions, r.fitness, float(env.unwrapped.dt))
     return {"seed": seed, "fitness": r.fitness, "steps": r.steps, "reason": r.reason,
@@ -74,7 +65,9 @@ def stress_episode(payload: tuple, attempt: int) -> dict:
 
 
 @dataclass
-class Outcome:
+class Trial:
+    """The episodes of one setting (no condition: the intact controller)."""
+
     conditions: tuple[Condition, ...]
     episodes: list[dict]
 
@@ -106,24 +99,24 @@ def run_stress(spec: Spec, genome: np.ndarray, task: str, conditions: list[Condi
     if isinstance(episodes, bool) or not isinstance(episodes, int) or episodes < 1:
         raise NchlError(f"episodes must be an integer >= 1, got {episodes!r}")
     seeds = evaluation_seeds(seed, episodes)
-    trials = [()] + [(c,) for c in conditions]
+    settings = [()] + [(c,) for c in conditions]
     track = any(c.onset for c in conditions)  # forward velocity over time, for events (and intact beside them)
-    jobs = [(task, spec, genome, s, trial, backend, track) for trial in trials for s in seeds]
-    log(f"stress: {len(trials)} settings x {episodes} episodes on {min(workers, len(jobs))} workers")
+    jobs = [(task, spec, genome, s, setting, backend, track) for setting in settings for s in seeds]
+    log(f"stress: {len(settings)} settings x {episodes} episodes on {min(workers, len(jobs))} workers")
     with WorkerPool("nchl.stress:stress_episode", min(workers, len(jobs)), log=log) as pool:
         results = pool.map(jobs)
     failed = [r for r in results if not r.ok]
     if failed:
         raise NchlError(f"{len(failed)} of {len(jobs)} episodes failed; first error:\n{failed[0].errors[-1]}")
     _, dt = get_task(task).timing
-    outcomes = [Outcome(trial, [r.value for r in results[k * episodes:(k + 1) * episodes]])
-                for k, trial in enumerate(trials)]
-    intact = outcomes[0].summary(None, dt)
+    trials = [Trial(setting, [r.value for r in results[k * episodes:(k + 1) * episodes]])
+              for k, setting in enumerate(settings)]
+    intact = trials[0].summary(None, dt)
     rows = []
-    for o in outcomes[1:]:
-        (c,) = o.conditions
+    for t in trials[1:]:
+        (c,) = t.conditions
         rows.append({"name": c.name, "strength": c.strength, "unit": CATALOGUE[c.name].unit, "onset": c.onset,
-                     **o.summary(intact["mean"], dt)})
+                     **t.summary(intact["mean"], dt)})
     return {"task": task, "rule": spec.rule, "window": spec.window, "freeze_after": spec.freeze_after,
             "episodes": episodes,
             "seeds": [seeds[0], seeds[-1]], "held_out": held_out(seeds), "control_period_s": dt,

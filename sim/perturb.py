@@ -92,6 +92,13 @@ def kind_of(name: str) -> Kind:
         raise PerturbationError(f"unknown condition {name!r}; choose from {', '.join(CATALOGUE)}") from None
 
 
+def check_applicable(names: list[str] | tuple[str, ...], ant: bool, task: str = "this task") -> None:
+    """Every named condition exists and fits the task (the Ant's foot exists only on the Ant)."""
+    for name in names:
+        if kind_of(name).ant_only and not ant:
+            raise PerturbationError(f"{name} applies to the Ant tasks only, not {task}")
+
+
 def condition(name: str, strength: float, onset: int = 0) -> Condition:
     """A checked :class:`Condition`: known name, a finite strength in the condition's range, onset >= 0."""
     kind = kind_of(name)
@@ -187,9 +194,7 @@ class Perturbed(gym.Wrapper):
         names = [c.name for c in conditions]
         if len(set(names)) != len(names):
             raise PerturbationError(f"a condition appears twice in {names}")
-        for c in conditions:
-            if kind_of(c.name).ant_only and not self.ant:
-                raise PerturbationError(f"{c.name} applies to the Ant tasks only")
+        check_applicable(names, self.ant)
         active = {c.name: c for c in conditions if c.strength > 0}
         if "quantize" in active and not np.isfinite(self._bound).all():
             raise PerturbationError("quantize needs a bounded observation space; this task's observations are raw")
@@ -237,9 +242,10 @@ class Perturbed(gym.Wrapper):
     def step(self, action):
         self._apply_body()
         a = np.asarray(action, dtype=np.float64)
-        gain = np.full(a.shape, 1.0 - self._on("motor-gain"))
-        gain[self._dead] *= 1.0 - self._on("dead-motor")
-        if (gain != 1.0).any():
+        weaker, dead = self._on("motor-gain"), self._on("dead-motor")
+        if weaker or dead:
+            gain = np.full(a.shape, 1.0 - weaker)
+            gain[self._dead] *= 1.0 - dead
             a = a * gain
         sigma = self._on("action-noise")
         if sigma:

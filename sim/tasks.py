@@ -102,7 +102,7 @@ class Task:
             env = ScaleObservation(env, np.concatenate([np.full(n, f) for n, f in self.obs_scale]), self.obs_bound)
         if perturbable or any(c.strength > 0 for c in conditions):
             scale = env.observation if isinstance(env, ScaleObservation) else (lambda o: o)
-            env = Perturbed(env, conditions, to_observation=scale, ant=self.env_id == "Ant-v5")
+            env = Perturbed(env, conditions, to_observation=scale, ant=self.is_ant)
         return NoProgressStop(env) if early_stop else env
 
     @cached_property
@@ -113,6 +113,11 @@ class Task:
             return env.observation_space.shape[0], env.action_space.shape[0]
         finally:
             env.close()
+
+    @property
+    def is_ant(self) -> bool:
+        """The MuJoCo Ant (whose feet the perturbation catalogue can damage)."""
+        return self.env_id == "Ant-v5"
 
     @cached_property
     def timing(self) -> tuple[int, float]:
