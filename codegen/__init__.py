@@ -1,6 +1,7 @@
 """C generation: a Jinja2 template per generated file, fixed-memory C99 for HL, NcHL and WNcHL.
 
-``generate(spec, genome, prefix)`` returns ``{"<prefix>.h": ..., "<prefix>.c": ...}``.
+``generate(spec, genome, prefix)`` returns ``{"<prefix>.h": ..., "<prefix>.c": ...}``;
+``numeric="fixed"`` gives the integer-only controller of :mod:`nchl.fixed` instead of float32.
 Output is a pure function of its inputs (no dates, no paths): identical inputs
 give byte-identical files. Float literals are printed with 9 significant
 digits, which round-trips every float32.
@@ -16,7 +17,7 @@ from pathlib import Path
 import jinja2
 import numpy as np
 
-from nchl import __version__
+from nchl import __version__, fixed
 from nchl.activation import TANH_CLAMP, TANH_P, TANH_Q
 from nchl.controllers import check_genome
 from nchl.errors import NchlError
@@ -87,20 +88,57 @@ def context(spec: Spec, genome: np.ndarray, prefix: str, runtime_params: bool = 
     }
 
 
-def generate(spec: Spec, genome: np.ndarray, prefix: str, runtime_params: bool = False) -> dict[str, str]:
-    """The generated files, by name."""
-    ctx = context(spec, genome, prefix, runtime_params)
+def fixed_context(spec: Spec, genome: np.ndarray, prefix: str, obs_range: float) -> dict:
+    """What the fixed-point templates need: the plan of :func:`nchl.fixed.plan` and the sizes."""
+    p = fixed.plan(spec, genome, obs_range)
+    t = spec.topology
+    layer_plans = []
+    for L, pre_at, post_at in zip(p.layers, t.offsets[:-2], t.offsets[1:-1]):
+        layer_plans.append({**L.as_context(), "pre_at": pre_at, "post_at": post_at})
+    return {
+        "prefix": check_prefix(prefix), "P": prefix.upper(), "version": __version__, "rule": spec.rule,
+        "window": spec.window, "layers": list(t.layers), "neurons": t.neurons, "max_width": t.max_width,
+        "freeze_after": spec.freeze_after, "sha256": genome_sha256(check_genome(spec, genome, np.dtype(np.float64))),
+        "formats": p.describe(), "q_act": fixed.Q_ACT, "one": fixed.ONE, "obs_max": p.obs_max,
+        "obs_range": f"{p.obs_max / fixed.ONE:g} in real units", "params_bytes": p.params_bytes,
+        "state_bytes": p.state_bytes, "work_bytes": p.work_bytes, "layer_plans": layer_plans,
+        "tanh_table": list(fixed.TANH_TABLE), "tanh_range": fixed.TANH_RANGE,
+        "tanh_steps": fixed.TANH_STEPS_PER_UNIT, "frac_bits": fixed.FRAC_BITS,
+        "z_q_min": fixed.Z_Q_MIN, "z_q_max": fixed.Z_Q_MAX,
+    }
+
+
+NUMERICS = ("float", "fixed")
+
+
+def check_numeric(numeric: str) -> str:
+    if numeric not in NUMERICS:
+        raise NchlError(f"unknown numeric mode {numeric!r}; choose one of {', '.join(NUMERICS)}")
+    return numeric
+
+
+def generate(spec: Spec, genome: np.ndarray, prefix: str, runtime_params: bool = False, numeric: str = "float",
+             obs_range: float = fixed.DEFAULT_OBS_RANGE) -> dict[str, str]:
+    """The generated files, by name (``numeric="fixed"``: integer-only, observations within ``obs_range``)."""
     env = _environment()
+    if check_numeric(numeric) == "fixed":
+        if runtime_params:
+            raise NchlError("the fixed-point controller compiles its constants in: no runtime parameters")
+        ctx = fixed_context(spec, genome, prefix, obs_range)
+        return {f"{prefix}.h": env.get_template("controller_fixed.h.j2").render(ctx),
+                f"{prefix}.c": env.get_template("controller_fixed.c.j2").render(ctx)}
+    ctx = context(spec, genome, prefix, runtime_params)
     return {f"{prefix}.h": env.get_template("controller.h.j2").render(ctx),
             f"{prefix}.c": env.get_template("controller.c.j2").render(ctx)}
 
 
-def cdef(spec: Spec, prefix: str, runtime_params: bool = False) -> str:
+def cdef(spec: Spec, prefix: str, runtime_params: bool = False, numeric: str = "float") -> str:
     """Declarations for cffi (plain numbers: cffi does not evaluate the header's macros)."""
     t = spec.topology
     return _environment().get_template("cffi_cdef.j2").render(
         prefix=check_prefix(prefix), rule=spec.rule, window=spec.window, neurons=t.neurons,
-        synapses=t.synapses, layers=list(t.layers), runtime_params=runtime_params, freeze_after=spec.freeze_after)
+        synapses=t.synapses, layers=list(t.layers), runtime_params=runtime_params, freeze_after=spec.freeze_after,
+        fixed=check_numeric(numeric) == "fixed")
 
 
 def write(files: dict[str, str], out: str | Path) -> list[Path]:

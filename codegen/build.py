@@ -22,6 +22,7 @@ import numpy as np
 
 from nchl.controllers import Controller
 from nchl.errors import NchlError, NonFiniteObservation
+from nchl.fixed import DEFAULT_OBS_RANGE, ONE, FixedWNcHL, ObservationOutOfRange
 from nchl.prng import check_seed
 from nchl.spec import Spec
 
@@ -49,16 +50,18 @@ def _load(module_name: str, folder: Path) -> Any:
     return module
 
 
-def build(spec: Spec, genome: np.ndarray | None, prefix: str = "nchl_ctrl") -> Any:
+def build(spec: Spec, genome: np.ndarray | None, prefix: str = "nchl_ctrl", numeric: str = "float",
+          obs_range: float = DEFAULT_OBS_RANGE) -> Any:
     """The compiled cffi module (``.lib``, ``.ffi``) of the generated controller.
 
     With ``genome=None`` the build takes the genome at run time (``<prefix>_step(params, ...)``):
-    one compilation per spec, for evaluating many genomes."""
+    one compilation per spec, for evaluating many genomes. ``numeric="fixed"``: the integer-only
+    controller for observations within ``obs_range``."""
     from cffi import FFI
 
     runtime = genome is None
-    files = generate(spec, np.zeros(spec.genome_length) if runtime else genome, prefix, runtime)
-    declarations = cdef(spec, prefix, runtime)
+    files = generate(spec, np.zeros(spec.genome_length) if runtime else genome, prefix, runtime, numeric, obs_range)
+    declarations = cdef(spec, prefix, runtime, numeric)
     h = hashlib.sha256()
     for part in (*sorted(files.items()), ("cdef", declarations), ("flags", " ".join(CFLAGS))):
         h.update(repr(part).encode())
@@ -164,6 +167,71 @@ class CController(Controller):
         if self._step(self._state, self._obs_ptr, self._act_ptr) != 0:
             raise NonFiniteObservation("observation has a non-finite value (C step returned 1); "
                                        "the controller state is unchanged")
+        return self._act.copy()
+
+    def state(self) -> dict[str, np.ndarray]:
+        return {k: np.uint32(a[0]) if a.dtype == np.uint32 else a.copy() for k, a in self._views().items()}
+
+    def _load_state(self, state: dict[str, np.ndarray]) -> None:
+        for name, view in self._views().items():
+            view[...] = state[name]
+
+
+class FixedCController(FixedWNcHL):
+    """The generated integer-only C behind the interface of :class:`nchl.fixed.FixedWNcHL`: the float
+    face converts observations with the generated helper ``<prefix>_obs_from_float``."""
+
+    def __init__(self, spec: Spec, genome: object, obs_range: float = DEFAULT_OBS_RANGE,
+                 prefix: str = "nchl_ctrl") -> None:
+        self.prefix = prefix
+        self._obs_range = obs_range
+        super().__init__(spec, genome, obs_range)
+
+    def _unpack(self, blocks: dict[str, np.ndarray]) -> None:
+        module = build(self.spec, self.genome, self.prefix, "fixed", self._obs_range)
+        ffi, lib = module.ffi, module.lib
+        self._init = getattr(lib, f"{self.prefix}_init")
+        self._step = getattr(lib, f"{self.prefix}_step")
+        self._convert = getattr(lib, f"{self.prefix}_obs_from_float")
+        self._state = ffi.new(f"{self.prefix}_state_t *")
+        self._raw = np.frombuffer(ffi.buffer(self._state), dtype=np.uint8)
+        t = self.topology
+        self._fobs = np.zeros(t.n_in, dtype=np.float32)
+        self._obs = np.zeros(t.n_in, dtype=np.int16)
+        self._act = np.zeros(t.n_out, dtype=np.int16)
+        self._fobs_ptr = ffi.cast("float *", ffi.from_buffer(self._fobs))
+        self._obs_ptr = ffi.cast("int16_t *", ffi.from_buffer(self._obs))
+        self._act_ptr = ffi.cast("int16_t *", ffi.from_buffer(self._act))
+
+    def _views(self) -> dict[str, np.ndarray]:
+        counters = 2 + (self.spec.freeze_after is not None)
+        c = self._raw[:4 * counters].view(np.uint32)
+        acts = self._raw[4 * counters:4 * counters + 2 * self.window * self.topology.neurons].view(np.int16)
+        views = {"pos": c[0:1], "count": c[1:2], "acts": acts.reshape(self.window, self.topology.neurons)}
+        if counters == 3:
+            views["t"] = c[2:3]
+        return views
+
+    def reset(self, seed: int = 0) -> None:
+        self._init(self._state, check_seed(seed))
+
+    def step(self, obs: object) -> np.ndarray:
+        x = self._observe(obs)
+        self._fobs[:] = x
+        if self._convert(self._fobs_ptr, self._obs_ptr) != 0:
+            raise NonFiniteObservation("observation has a non-finite value; the controller state is unchanged")
+        return (self.step_q(self._obs) / ONE).astype(np.float32)
+
+    def step_q(self, obs_q: object) -> np.ndarray:
+        x = np.asarray(obs_q)
+        if x.shape != (self.topology.n_in,) or x.dtype.kind not in "iu":
+            raise NchlError(f"integer observation must have shape ({self.topology.n_in},), got {x.shape} {x.dtype}")
+        if np.abs(x.astype(np.int64)).max(initial=0) > 32767:
+            raise ObservationOutOfRange("integer observation beyond int16")
+        self._obs[:] = x
+        if self._step(self._state, self._obs_ptr, self._act_ptr) != 0:
+            raise ObservationOutOfRange(f"an integer observation is beyond +-{self.plan.obs_max} (Q12; C step "
+                                        "returned 1); the controller state is unchanged")
         return self._act.copy()
 
     def state(self) -> dict[str, np.ndarray]:
