@@ -42,14 +42,22 @@ def _state_errors(py: Controller, c: Controller) -> tuple[float, int]:
     return abs_err, ulp
 
 
-def lockstep(env, py: Controller, c: Controller, seed: int, compare_state: bool = False) -> dict:
+def lockstep(env, py: Controller, c: Controller, seed: int, compare_state: bool = False,
+             float_reference: Controller | None = None) -> dict:
+    """One episode driven by ``py`` with ``c`` fed the same observations; with ``float_reference``
+    (a fixed-point check) also how far ``py``'s actions are from it on those observations."""
     obs, info = env.reset(seed=seed)
     py.reset(seed)
     c.reset(seed)
+    if float_reference is not None:
+        float_reference.reset(seed)
     x0, steps = float(info["x_position"]), 0
     max_abs, max_ulp, state_abs, state_ulp = 0.0, 0, 0.0, 0
+    deviation = []
     while True:
         a, b = py.step(obs), c.step(obs)
+        if float_reference is not None:
+            deviation.append(float(np.abs(float_reference.step(obs).astype(np.float64) - a).max()))
         max_abs = max(max_abs, float(np.abs(a.astype(np.float64) - b).max()))
         max_ulp = max(max_ulp, ulp_distance(a, b))
         if compare_state:
@@ -63,18 +71,21 @@ def lockstep(env, py: Controller, c: Controller, seed: int, compare_state: bool 
            "fitness_python": float(info["x_position"]) - x0}
     if compare_state:
         out.update(state_max_abs_error=state_abs, state_max_ulp_error=state_ulp)
+    if deviation:
+        out.update(float_max_abs_error=max(deviation), float_mean_abs_error=float(np.mean(deviation)))
     return out
 
 
 def verify(env, py: Controller, c: Controller, seeds: list[int], compare_state: bool = False,
-           tolerance: float = TOLERANCE) -> dict:
+           tolerance: float = TOLERANCE, float_reference: Controller | None = None) -> dict:
     from nchl_sim import rollout
 
     episodes = []
     for seed in seeds:
-        e = lockstep(env, py, c, seed, compare_state)
+        e = lockstep(env, py, c, seed, compare_state, float_reference)
         e["fitness_c"] = rollout(env, c, seed).fitness  # the other backend driving alone
         episodes.append(e)
     worst = max(e["max_abs_error"] for e in episodes)
     return {"episodes": episodes, "max_abs_error": worst, "max_ulp_error": max(e["max_ulp_error"] for e in episodes),
-            "tolerance": tolerance, "passed": worst <= tolerance}
+            "tolerance": tolerance,
+            "passed": worst <= tolerance and all(e.get("state_max_abs_error", 0.0) <= tolerance for e in episodes)}

@@ -136,10 +136,12 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     task_name = task.name
     stats = evaluate_genome(spec, genome.values, task_name, args.episodes, args.seed, args.workers,
                             early_stop=args.early_stop, backend=args.backend,
-                            log=lambda m: print(m, file=sys.stderr))
+                            log=lambda m: print(m, file=sys.stderr), numeric=args.numeric)
     stats.update({"task": task_name, "rule": spec.rule, "window": spec.window, "freeze_after": spec.freeze_after,
-                  "genome": str(args.genome)})
+                  "genome": str(args.genome), "numeric": args.numeric})
     if args.trace:
+        if args.numeric == "fixed":
+            raise NchlError("--trace records the float32 controller; nchl emulate --numeric fixed quantizes it")
         r = rollout(task.make_env(early_stop=args.early_stop), genome.controller(spec=spec), args.seed, record=True)
         save_trace(args.trace, r, {"task": task_name, "seed": args.seed, "rule": spec.rule, "window": spec.window,
                                    "layers": list(spec.topology.layers), "genome_sha256": genome.sha256(),
@@ -148,7 +150,8 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps(stats, indent=2))
     else:
-        print(f"{task_name}, {spec.rule}{'' if spec.window is None else f' (m={spec.window})'}, "
+        print(f"{task_name}, {spec.rule}{'' if spec.window is None else f' (m={spec.window})'}"
+              f"{', fixed point' if args.numeric == 'fixed' else ''}, "
               f"{args.episodes} episodes (seeds {stats['seeds'][0]}..{stats['seeds'][1]}): "
               f"mean {stats['mean']:.3f}  std {stats['std']:.3f}  median {stats['median']:.3f}  "
               f"min {stats['min']:.3f}  max {stats['max']:.3f}  forward {100 * stats['forward_fraction']:.0f}%")
@@ -199,6 +202,11 @@ def _deployment_args(q: argparse.ArgumentParser) -> None:
                    help="switch plasticity off after K steps, keeping the weights (a frozen deployment)")
 
 
+def _numeric_arg(q: argparse.ArgumentParser) -> None:
+    q.add_argument("--numeric", choices=["float", "fixed"], default="float",
+                   help="float32 (default) or fixed: integer-only C for cores without an FPU (weightless NcHL)")
+
+
 def _strengths(text: str) -> list[float]:
     try:
         return [float(v) for v in text.split(",")]
@@ -227,8 +235,13 @@ def cmd_codegen(args: argparse.Namespace) -> int:
 
     from .spec import Spec
 
+    from .evolution import fixed_obs_range
+
     genome, spec = _genome_spec(args)
-    paths = write(generate(spec, genome.values, args.prefix), args.out)
+    if args.numeric == "fixed" and args.report:
+        raise NchlError("--report compares float32 rules on the host; for fixed point use nchl size --numeric fixed")
+    paths = write(generate(spec, genome.values, args.prefix, numeric=args.numeric,
+                           obs_range=fixed_obs_range(genome.task)), args.out)
     for p in paths:
         print(f"wrote {p}", file=sys.stderr)
     if not args.report:
@@ -265,26 +278,37 @@ def cmd_export_onnx(args: argparse.Namespace) -> int:
 def cmd_verify(args: argparse.Namespace) -> int:
     from nchl_codegen.verify import verify
 
+    from .evolution import evaluation_controller
+
     genome, spec, task = _genome_task(args)
+    fixed = args.numeric == "fixed"
+    tolerance = args.tolerance if args.tolerance is not None else 0.0 if fixed else 1e-5
+    if fixed and args.backend != "c":
+        raise NchlError("--numeric fixed verifies the generated C (--backend c)")
     if args.backend == "onnx":
         from nchl_codegen.onnx_export import OnnxController
 
         other = OnnxController(spec, genome.values)
+    elif fixed:
+        other = evaluation_controller(spec, genome.values, "c", "fixed", task.name)
     else:
         from nchl_codegen.build import CController
 
         other = CController(spec, genome.values)
-    report = verify(task.make_env(full_length=not args.allow_termination), genome.controller(spec=spec),
+    reference = evaluation_controller(spec, genome.values, "python", args.numeric, task.name)
+    report = verify(task.make_env(full_length=not args.allow_termination), reference,
                     other, [args.seed + k for k in range(args.episodes)],
-                    compare_state=args.state, tolerance=args.tolerance)
+                    compare_state=args.state or fixed, tolerance=tolerance,
+                    float_reference=genome.controller(spec=spec) if fixed else None)
     report.update({"task": task.name, "rule": spec.rule, "window": spec.window, "genome": str(args.genome),
-                   "backend": args.backend})
+                   "backend": args.backend, "numeric": args.numeric})
     if args.json:
         print(json.dumps(report, indent=2))
     else:
         label = spec.rule + (f" (m={spec.window})" if spec.window else "")
         what = "generated C" if args.backend == "c" else "exported ONNX (onnxruntime)"
-        print(f"{task.name}, {label}, layers [{spec.topology}]: {what} vs Python reference")
+        what = "generated integer C vs the Python integer reference" if fixed else what + " vs Python reference"
+        print(f"{task.name}, {label}, layers [{spec.topology}]: {what}")
         print(f"{'seed':>6}{'steps':>7}{'max abs err':>13}{'max ULP':>9}"
               + (f"{'state abs':>11}{'state ULP':>11}" if args.state else "")
               + f"{'fitness py':>12}{'fitness ' + args.backend:>13}")
@@ -293,7 +317,11 @@ def cmd_verify(args: argparse.Namespace) -> int:
                   + (f"{e['state_max_abs_error']:>11.3g}{e['state_max_ulp_error']:>11}" if args.state else "")
                   + f"{e['fitness_python']:>12.4f}{e['fitness_c']:>13.4f}")
         verdict = "PASS" if report["passed"] else "FAIL"
-        print(f"{verdict}: max abs action error {report['max_abs_error']:.3g} (tolerance {args.tolerance:g})")
+        print(f"{verdict}: max abs action error {report['max_abs_error']:.3g} (tolerance {tolerance:g})")
+        if fixed:
+            for e in report["episodes"]:
+                print(f"seed {e['seed']}: fixed vs float32 on the same observations: max action error "
+                      f"{e['float_max_abs_error']:.3g}, mean {e['float_mean_abs_error']:.3g}")
     return 0 if report["passed"] else 1
 
 
@@ -305,23 +333,27 @@ def cmd_size(args: argparse.Namespace) -> int:
 
     from .genome import Genome
 
+    from .evolution import fixed_obs_range
+
     targets = args.target.split(",")
     if Path(args.path).is_dir():
         rows = size_folder(Path(args.path), targets)
     else:
         genome = Genome.load(args.path)
-        rows = size_variants(genome.spec, genome.values, targets, args.windows)
+        rows = size_variants(genome.spec, genome.values, targets, args.windows, args.numeric,
+                             fixed_obs_range(genome.task))
     if args.json:
         print(json.dumps(rows, indent=2))
         return 0
     print(f"{'target':<12}{'variant':<14}{'flash B':>9}{'RAM B':>8}{'stack B':>9}{'code B':>8}"
           f"{'params B':>10}{'state B':>9}")
     for r in rows:
-        name = r["rule"] + (f"(m={r['window']})" if r["window"] else "")
+        name = r["rule"] + (f"(m={r['window']})" if r["window"] else "") + (" q" if r["numeric"] == "fixed" else "")
         print(f"{r['target']:<12}{name:<14}{r['flash_bytes']:>9}{r['ram_bytes']:>8}{r['stack_bytes']:>9}"
               f"{r['controller_code_bytes']:>8}{r['params_bytes_analytical']:>10}{r['state_bytes_analytical']:>9}")
     print("flash = .isr_vector+.text+.rodata+.ARM.exidx+.data and RAM = .data+.bss of a minimal firmware that "
-          "owns the state; stack = worst step frame (-fstack-usage); params/state = analytical")
+          "owns the state; stack = worst step frame (-fstack-usage); params/state = analytical"
+          + ("; q = fixed point (int16)" if any(r["numeric"] == "fixed" for r in rows) else ""))
     return 0
 
 
@@ -334,21 +366,26 @@ def cmd_emulate(args: argparse.Namespace) -> int:
         obs = load_trace(args.trace, spec.topology.n_in)
     else:
         obs = rollout(task.make_env(full_length=True), genome.controller(spec=spec), args.seed, record=True).obs
+    from .evolution import fixed_obs_range
+
     obs = obs[:args.steps]
-    r = emulate(spec, genome.values, obs, args.seed, args.board, timeout=args.timeout, clock_mhz=args.clock_mhz)
+    r = emulate(spec, genome.values, obs, args.seed, args.board, timeout=args.timeout, clock_mhz=args.clock_mhz,
+                target=args.target, numeric=args.numeric, obs_range=fixed_obs_range(task.name))
     r.update({"task": task.name, "genome": str(args.genome)})
     if args.json:
         print(json.dumps(r, indent=2))
     else:
         label = spec.rule + (f" (m={spec.window})" if spec.window else "")
-        print(f"{args.board} ({r['target']}), {label}, layers [{spec.topology}], {r['steps']} steps replayed")
+        print(f"{args.board}, built for {r['target']}{', fixed point' if args.numeric == 'fixed' else ''}, {label}, "
+              f"layers [{spec.topology}], {r['steps']} steps replayed")
         print(f"max abs action error {r['max_abs_error']:.3g}, max ULP {r['max_ulp_error']}")
         print(f"instructions per step: median {r['instructions_per_step_median']:.0f}, max "
               f"{r['instructions_per_step_max']:.0f}; floor {r['floor_macs_per_step']} multiply-adds "
               f"({r['instructions_per_mac']:.2f} instructions per multiply-add)")
         print(f"estimated {r['estimated_us_per_step']:.0f} us per step at {r['clock_mhz']:g} MHz "
               f"(instructions / clock; QEMU does not model cycles)")
-    return 0 if r["max_abs_error"] <= args.tolerance and r["nonzero_status"] == 0 else 1
+    tolerance = args.tolerance if args.tolerance is not None else 0.0 if args.numeric == "fixed" else 1e-5
+    return 0 if r["max_abs_error"] <= tolerance and r["nonzero_status"] == 0 else 1
 
 
 def cmd_campaign(args: argparse.Namespace) -> int:
@@ -492,6 +529,7 @@ def build_parser() -> argparse.ArgumentParser:
     q.add_argument("--early-stop", action="store_true", help="apply the evolution early stop (default off)")
     q.add_argument("--backend", choices=["c", "python"], default="c", help="controller implementation (default c)")
     q.add_argument("--trace", metavar="NPZ", help="record observations/actions of the first episode")
+    _numeric_arg(q)
     q.add_argument("--json", action="store_true")
     q.set_defaults(func=cmd_evaluate)
 
@@ -521,6 +559,7 @@ def build_parser() -> argparse.ArgumentParser:
     q.add_argument("--out", default=".", metavar="DIR")
     _deployment_args(q)
     q.add_argument("--report", action="store_true", help="compile and report flash/RAM/stack of HL, NcHL, WNcHL")
+    _numeric_arg(q)
     q.add_argument("--json", action="store_true", help="report as JSON")
     q.set_defaults(func=cmd_codegen)
 
@@ -533,7 +572,9 @@ def build_parser() -> argparse.ArgumentParser:
     q.add_argument("--state", action="store_true", help="also compare the whole state every step")
     q.add_argument("--allow-termination", action="store_true",
                    help="let the task end episodes early (default: full-length episodes)")
-    q.add_argument("--tolerance", type=float, default=1e-5, help="max abs action error allowed (default 1e-5)")
+    q.add_argument("--tolerance", type=float,
+                   help="max abs action error allowed (default 1e-5; 0 with --numeric fixed)")
+    _numeric_arg(q)
     q.add_argument("--backend", choices=["c", "onnx"], default="c", help="what to check against Python (default c)")
     q.add_argument("--json", action="store_true")
     q.set_defaults(func=cmd_verify)
@@ -550,6 +591,7 @@ def build_parser() -> argparse.ArgumentParser:
     q.add_argument("--target", default="cortex-m4f", help="cortex-m4f, cortex-m0, cortex-m33 (comma-separated)")
     q.add_argument("--windows", default=[1, 10, 50], type=_windows,
                    help="WNcHL windows for a genome, comma-separated (default 1,10,50)")
+    _numeric_arg(q)
     q.add_argument("--json", action="store_true")
     q.set_defaults(func=cmd_size)
 
@@ -564,7 +606,9 @@ def build_parser() -> argparse.ArgumentParser:
     q.add_argument("--steps", type=int, default=1000, help="replay at most this many steps (default 1000)")
     q.add_argument("--seed", type=int, default=0, help="episode seed (recording and controller init)")
     _deployment_args(q)
-    q.add_argument("--tolerance", type=float, default=1e-5)
+    q.add_argument("--tolerance", type=float, help="max abs action error allowed (default 1e-5; 0 with --numeric fixed)")
+    q.add_argument("--target", help="build for this core instead of the board's own (cortex-m0 runs on mps2-an385)")
+    _numeric_arg(q)
     q.add_argument("--timeout", type=float, default=600.0, help="seconds allowed for the emulator")
     q.add_argument("--json", action="store_true")
     q.set_defaults(func=cmd_emulate)

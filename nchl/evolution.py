@@ -49,6 +49,7 @@ from nchl_sim.perturb import Condition, Randomization, check_applicable, perturb
 from .controllers import make_controller
 from .errors import NchlError
 from .fileio import WriterLock, atomic_write
+from .fixed import DEFAULT_OBS_RANGE, FixedWNcHL
 from .genome import Genome
 from .optimizers import make_optimizer
 from .prng import check_seed
@@ -205,9 +206,23 @@ def load_toml(path: str | os.PathLike) -> dict[str, Any]:
 _LOCAL = threading.local()  # one environment cache per thread (a Dask worker may run several)
 
 
-def evaluation_controller(spec: Spec, genome: np.ndarray, backend: str):
+def fixed_obs_range(task: str | None) -> float:
+    """The observation range a fixed-point controller is planned for: the task's bound, else int16 Q12's."""
+    bound = get_task(task).obs_bound if task is not None else math.inf
+    return bound if math.isfinite(bound) else DEFAULT_OBS_RANGE
+
+
+def evaluation_controller(spec: Spec, genome: np.ndarray, backend: str, numeric: str = "float",
+                          task: str | None = None):
     """The controller used to score a genome: the Python reference, or the generated C built
-    once per spec with the genome passed at run time. Both compute the same bits."""
+    once per spec with the genome passed at run time. Both compute the same bits. ``numeric="fixed"``:
+    the integer controller (:mod:`nchl.fixed`; C with its constants compiled in)."""
+    if numeric == "fixed":
+        if backend == "python":
+            return FixedWNcHL(spec, genome, fixed_obs_range(task))
+        from nchl_codegen.build import FixedCController
+
+        return FixedCController(spec, genome, fixed_obs_range(task))
     if backend == "python":
         return make_controller(spec, genome)
     from nchl_codegen.build import CController
@@ -225,6 +240,7 @@ class Episodes:
     backend: str = "c"
     randomize: Randomization | None = None
     action_rate_cost: float = 0.0
+    numeric: str = "float"
 
 
 def action_travel(actions: np.ndarray) -> float:
@@ -251,7 +267,7 @@ def evaluate_candidate(payload: tuple, attempt: int) -> dict:
     The fitness is the distance, less ``action_rate_cost`` times :func:`action_travel`."""
     how, spec, genome, seeds = payload
     env = worker_env(how.task, how.early_stop, perturbable=how.randomize is not None)
-    controller = evaluation_controller(spec, genome, how.backend)
+    controller = evaluation_controller(spec, genome, how.backend, how.numeric, how.task)
     episodes, fitness, steps = [], [], 0
     for s in seeds:
         if how.randomize is not None:  # domain randomization: this episode's conditions, drawn from its seed
@@ -594,7 +610,7 @@ class Run:
 
 def evaluate_genome(spec: Spec, genome: np.ndarray, task: str, episodes: int, seed: int = 0,
                     workers: int = 1, early_stop: bool = False, backend: str = "c",
-                    log: Callable[[str], None] = print) -> dict:
+                    log: Callable[[str], None] = print, numeric: str = "float") -> dict:
     """The paper's protocol: statistics of one genome over ``episodes`` full rollouts with seeds
     ``seed .. seed + episodes - 1`` (held out from training and validation by default)."""
     if isinstance(episodes, bool) or not isinstance(episodes, int) or episodes < 1:
@@ -604,7 +620,7 @@ def evaluate_genome(spec: Spec, genome: np.ndarray, task: str, episodes: int, se
     seeds = evaluation_seeds(check_seed(seed), episodes)
     check_seed(seeds[-1])
     with WorkerPool("nchl.evolution:evaluate_candidate", min(workers, episodes), log=log) as pool:
-        how = Episodes(task, early_stop, backend)
+        how = Episodes(task, early_stop, backend, numeric=numeric)
         outcomes = pool.map([(how, spec, genome, [s]) for s in seeds])
     failed = [s for s, o in zip(seeds, outcomes) if not o.ok]
     if failed:
