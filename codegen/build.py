@@ -204,10 +204,11 @@ class FixedCController(FixedWNcHL):
         self._act_ptr = ffi.cast("int16_t *", ffi.from_buffer(self._act))
 
     def _views(self) -> dict[str, np.ndarray]:
-        counters = 2 + (self.spec.freeze_after is not None)
+        counters, n = 2 + (self.spec.freeze_after is not None), self.topology.neurons
         c = self._raw[:4 * counters].view(np.uint32)
-        acts = self._raw[4 * counters:4 * counters + 2 * self.window * self.topology.neurons].view(np.int16)
-        views = {"pos": c[0:1], "count": c[1:2], "acts": acts.reshape(self.window, self.topology.neurons)}
+        colsum = self._raw[4 * counters:4 * (counters + n)].view(np.int32)
+        acts = self._raw[4 * (counters + n):4 * (counters + n) + 2 * self.window * n].view(np.int16)
+        views = {"pos": c[0:1], "count": c[1:2], "colsum": colsum, "acts": acts.reshape(self.window, n)}
         if counters == 3:
             views["t"] = c[2:3]
         return views

@@ -24,11 +24,12 @@ Formats (``Qf``: an integer ``v`` stands for ``v / 2**f``):
   stored as int16 fits. Nothing saturates at run time: the bound proves it
   never has to (the input check on observations is what makes this true).
 
-Arithmetic: products of two int16 values in int32 (one ``MULS`` on a Cortex-M0),
-int32 sums in the ``O(m n)`` and ``O(m p)`` loops, int64 only for ``O(n)``
-per-layer sums. A right shift by ``s`` rounds half up: ``(v + 2**(s-1)) >> s``
-with an arithmetic shift (what GCC and Clang do for signed values on every
-target). Integer sums are exact, so their order does not matter.
+Arithmetic: int32 only, products of two values that the plan keeps within int32
+(one ``MULS`` on a Cortex-M0, which has no 64-bit multiply). A right shift by
+``s`` rounds toward minus infinity: ``v >> s``, an arithmetic shift (what GCC and
+Clang do for signed values on every target); rounding to nearest would cost a
+constant that Thumb-1 builds in two or three instructions, at every shift.
+Integer sums are exact, so their order does not matter.
 
 The layer is the low-rank form of :class:`nchl.controllers.WNcHL` regrouped for
 integers: with ``x`` the input, ``x(k), y(k)`` the window rows and ``K`` the
@@ -39,7 +40,11 @@ filled rows,
             + K D_j (d_eta + eta_j d_1),          Y_j = sum_k y_j(k)
 
 (``alpha_k .. delta_k = x(k) . (eta A x, A x, eta C x, C x)``), so the inner
-loops are plain multiply-adds of int16 values. tanh is a 257-entry table of
+loops are plain multiply-adds of int16 values. Only ``gamma_k`` and ``delta_k``
+are needed per past step: ``sum_k alpha_k = sum_i X_i (eta A x)_i`` with ``X_i``
+the window's column sum (likewise beta), the same integer, so the window loop does
+two multiply-adds per input and past step instead of four. The column sums
+``X_i`` (and ``Y_j``) are kept in the state, updated as rows are overwritten. tanh is a 257-entry table of
 ``tanh`` on ``[0, 8]`` in Q15 with linear interpolation (error below 1e-4,
 under the Q12 output's resolution).
 """
@@ -75,16 +80,21 @@ class ObservationOutOfRange(NonFiniteObservation):
 
 
 def rshift(v, s: int):
-    """``v / 2**s`` rounded half up (``s > 0``), or ``v * 2**-s`` (``s <= 0``): the C ``rs`` macro."""
+    """``floor(v / 2**s)`` (``s > 0``, an arithmetic shift), or ``v * 2**-s`` (``s <= 0``)."""
     if s > 0:
-        return (v + (1 << (s - 1))) >> s
+        return v >> s
     return v << -s if s < 0 else v
+
+
+def _shifted_bound(bound: int, s: int) -> int:
+    """The largest magnitude of ``rshift(v, s)`` over ``|v| <= bound`` (floor: negative values round away)."""
+    return -((-bound) >> s) if s > 0 else bound << -s
 
 
 def _fit(bound: int, limit: int = INT16_MAX) -> int:
     """The smallest right shift after which a value of magnitude ``bound`` fits ``limit``."""
     s = 0
-    while rshift(bound, s) > limit:
+    while _shifted_bound(bound, s) > limit:
         s += 1
     return s
 
@@ -118,7 +128,7 @@ def tanh_q(z: np.ndarray, q: int) -> np.ndarray:
     frac = frac >> (step - FRAC_BITS) if step >= FRAC_BITS else frac << (FRAC_BITS - step)
     y = table[idx] + (((table[idx + 1] - table[idx]) * frac) >> FRAC_BITS)
     y = np.where(sat, table[-1], y)
-    y = (y + 4) >> 3                              # Q15 -> Q12, rounded
+    y = y >> 3                                    # Q15 -> Q12
     return np.where(z < 0, -y, y)
 
 
@@ -157,10 +167,11 @@ class Plan:
 
     @property
     def state_bytes(self) -> int:
-        """RAM kept between steps: the int16 window, two uint32 counters (three when frozen), 4-aligned."""
+        """RAM kept between steps: two uint32 counters (three when frozen), the int32 column sums
+        and the int16 window, 4-aligned."""
         t = self.spec.topology
         counters = 4 * (2 + (self.spec.freeze_after is not None))
-        return counters + 4 * math.ceil(2 * self.spec.window * t.neurons / 4)
+        return counters + 4 * t.neurons + 4 * math.ceil(2 * self.spec.window * t.neurons / 4)
 
     @property
     def work_bytes(self) -> int:
@@ -209,85 +220,135 @@ def plan(spec: Spec, genome: object, obs_range: float = DEFAULT_OBS_RANGE) -> Pl
     return Plan(spec, obs_max, formats, tuple(layers))
 
 
+@dataclass(frozen=True)
+class _V:
+    """A planned integer quantity: its format ``q`` and the largest magnitude ``b`` it can take."""
+
+    q: int
+    b: int
+
+    def __mul__(self, other: "_V") -> "_V":
+        return _V(self.q + other.q, self.b * other.b)
+
+    def __add__(self, other: "_V") -> "_V":
+        assert self.q == other.q
+        return _V(self.q, self.b + other.b)
+
+    def shr(self, s: int) -> "_V":
+        return _V(self.q - s, _shifted_bound(self.b, s))
+
+    def to(self, q: int) -> "_V":
+        return self.shr(self.q - q)
+
+
+def _narrow(v: _V, limit: int = INT16_MAX) -> tuple[int, _V]:
+    s = _fit(v.b, limit)
+    return s, v.shr(s)
+
+
 def _plan_layer(pre: dict, post: dict, fmt: dict, bx: int, m: int) -> LayerPlan:
-    """Shifts of one layer, from worst-case magnitudes (Python integers, exact).
+    """Shifts of one layer, from worst-case magnitudes (Python integers, exact): every int32 sum and
+    product stays within int32, every int16 within int16.
 
     ``bx`` bounds the input and the window's input rows, ``ONE`` the window's output rows (tanh)."""
     n, p = len(pre["E"]), len(post["E"])
     mag = {k: [abs(int(v)) for v in a] for k, a in pre.items()}
-    top = {k: max((abs(int(v)) for v in a), default=0) for k, a in post.items()}
-    s, q = {}, {}
-    # x_i times each input term, stored int16: alpha_k.. sums of x(k)_i T_i must fit int32
-    window_sum = {}
-    for name in _PRE:
+    top = {k: _V(fmt[k], max((abs(int(v)) for v in a), default=0)) for k, a in post.items()}
+    s = {}
+
+    def summed(name: str, factor: int) -> tuple[int, _V]:
+        """sum_i (K_i x_i) >> k, each x_i within bx, times ``factor`` (more terms summed later),
+        with the smallest k that keeps it within int32."""
         k = 0
-        while True:
-            t = [rshift(v * bx, k) for v in mag[name]]
-            if max(t, default=0) <= INT16_MAX and bx * sum(t) <= INT32_MAX:
-                break
+        while factor * sum(_shifted_bound(v * bx, k) for v in mag[name]) > INT32_MAX:
             k += 1
-        s["T" + name], q["T" + name] = k, fmt[name] + Q_ACT - k
-        window_sum[name] = bx * sum(t)
-    # gamma_k, delta_k as int16 for the per-output sums over the window (m ONE |G| must fit int32)
+        return k, _V(fmt[name] + Q_ACT - k, sum(_shifted_bound(v * bx, k) for v in mag[name]))
+
+    # x_i times the input terms (int32). gamma_k, delta_k: int32 sums over i of x(k)_i T_i
+    t = {}
+    for name in ("EC", "C"):
+        s["T" + name], total = summed(name, bx)
+        t[name] = _V(total.q, max(_shifted_bound(v * bx, s["T" + name]) for v in mag[name]))
+    # sum_k alpha_k = sum_i (X_i T_i) >> A, X_i = sum_k x(k)_i within m bx; T_i X_i within int32
+    col = _V(Q_ACT, m * bx)
+    for name, key in (("EA", "A"), ("A", "B")):
+        k = 0
+        while m * bx * max(_shifted_bound(v * bx, k) for v in mag[name]) > INT32_MAX:
+            k += 1
+        s["T" + name] = k
+        terms = [_V(fmt[name] + Q_ACT - k, _shifted_bound(v * bx, k)) * col for v in mag[name]]
+        j = 0
+        while sum(tt.shr(j).b for tt in terms) > INT32_MAX:
+            j += 1
+        s["S" + key], t["S" + key] = j, _V(terms[0].q - j, sum(tt.shr(j).b for tt in terms))
+    # gamma_k, delta_k narrowed to int16 for the per-output window sums (m ONE |G| within int32)
+    one, y = _V(Q_ACT, ONE), _V(Q_ACT, m * ONE)
+    narrowed = {}
     for name, key in (("EC", "G"), ("C", "DL")):
-        k = 0
-        while rshift(window_sum[name], k) > INT16_MAX or m * ONE * rshift(window_sum[name], k) > INT32_MAX:
+        total = _V(Q_ACT + t[name].q, bx * sum(_shifted_bound(v * bx, s["T" + name]) for v in mag[name]))
+        k = _fit(total.b)
+        while m * ONE * total.shr(k).b > INT32_MAX:
             k += 1
-        s[key], q[key] = k, q["T" + name] + Q_ACT - k
-    g_max, dl_max = rshift(window_sum["EC"], s["G"]), rshift(window_sum["C"], s["DL"])
-    # per-output window sums Y_j, sum y gamma, sum y delta, narrowed to int16
-    s["Y"] = _fit(m * ONE)
-    s["YG"], s["YD"] = _fit(m * ONE * g_max), _fit(m * ONE * dl_max)
-    y16, yg16, yd16 = rshift(m * ONE, s["Y"]), rshift(m * ONE * g_max, s["YG"]), rshift(m * ONE * dl_max, s["YD"])
-    # per-layer sums (int64): s_eta, s_1, d_eta, d_1, sum alpha, sum beta
-    se_b, s1_b = bx * sum(mag["E"]), bx * n
-    de_b, d1_b = bx * sum(mag["ED"]), bx * sum(mag["D"])
-    # eta_j sum beta
-    s["FB"] = _fit(m * window_sum["A"])
-    fb16 = rshift(m * window_sum["A"], s["FB"])
-    terms = {"a": (q["TEA"] + Q_ACT, m * window_sum["EA"]),
-             "b": (fmt["E"] + q["TA"] + Q_ACT - s["FB"], top["E"] * fb16)}
-    # B_j (s_eta + eta_j s_1): s_1 narrowed to int16, s_eta to the same format
-    k = 0
-    while rshift(s1_b, k) > INT16_MAX or rshift(se_b, k) + top["E"] * rshift(s1_b, k) > INT32_MAX:
-        k += 1
-    s["U1"] = k
-    u_b, q_u = rshift(se_b, k) + top["E"] * rshift(s1_b, k), fmt["E"] + Q_ACT - k
-    s["U"] = _fit(u_b)
-    s["BS"] = _fit(top["B"] * rshift(u_b, s["U"]))
-    bs16, q_bs = rshift(top["B"] * rshift(u_b, s["U"]), s["BS"]), fmt["B"] + q_u - s["U"] - s["BS"]
-    terms["y"] = (q_bs + Q_ACT - s["Y"], bs16 * y16)
-    terms["g"] = (fmt["C"] + Q_ACT + q["G"] - s["YG"], top["C"] * yg16)
-    terms["d"] = (fmt["CE"] + Q_ACT + q["DL"] - s["YD"], top["CE"] * yd16)
-    # K D_j (d_eta + eta_j d_1): d_1 narrowed to int16, d_eta aligned to eta_j d_1's format
+        s[key], narrowed[key] = k, total.shr(k)
+    # per output: Y_j, sum_k y_j(k) G_k, sum_k y_j(k) DL_k (int32), each narrowed to int16
+    s["Y"], y16 = _narrow(y)
+    s["YG"], yg16 = _narrow(one * narrowed["G"] * _V(0, m))
+    s["YD"], yd16 = _narrow(one * narrowed["DL"] * _V(0, m))
+    # per-layer sums (int32): s_eta, d_eta, d_1 with a shift per product when needed; s_1 exact
+    s["SE"], se = summed("E", 1)
+    s["SD"], de = summed("ED", 1)
+    s["S1"], d1 = summed("D", 1)
+    s1 = _V(Q_ACT, n * bx)
+    assert s1.b <= INT32_MAX
+    e = top["E"]
+    terms = {"a": t["SA"]}
+    s["FB"], fb16 = _narrow(t["SB"])
+    terms["b"] = e * fb16
+    # B_j (s_eta + eta_j s_1): s_1 narrowed to int16, s_eta aligned to eta_j s_1's format
     k = 0
     while True:
-        q_dd = fmt["E"] + fmt["D"] + Q_ACT - k
-        r = fmt["ED"] + Q_ACT - q_dd
-        dd_b = rshift(de_b, r) + top["E"] * rshift(d1_b, k)
-        if rshift(d1_b, k) <= INT16_MAX and dd_b <= INT32_MAX and rshift(de_b, r) <= INT32_MAX:
+        s1n = s1.shr(k)
+        u = se.to(e.q + s1n.q) + e * s1n
+        if s1n.b <= INT16_MAX and u.b <= INT32_MAX and se.to(u.q).b <= INT32_MAX:
             break
         k += 1
-    s["D1"], s["DE"] = k, r
-    s["DD"] = _fit(dd_b)
-    s["KD"] = _fit(m * top["D"])
-    kd16, dd16 = rshift(m * top["D"], s["KD"]), rshift(dd_b, s["DD"])
-    terms["k"] = (fmt["D"] - s["KD"] + q_dd - s["DD"], kd16 * dd16)
+    s["U1"], s["UE"] = k, se.q - u.q
+    s["U"], u16 = _narrow(u)
+    s["BS"], bs16 = _narrow(top["B"] * u16)
+    terms["y"] = bs16 * y16
+    terms["g"] = top["C"] * yg16
+    terms["d"] = top["CE"] * yd16
+    # K D_j (d_eta + eta_j d_1): d_1 narrowed to int16, d_eta aligned
+    k = 0
+    while True:
+        d1n = d1.shr(k)
+        dd = de.to(e.q + d1n.q) + e * d1n
+        if d1n.b <= INT16_MAX and dd.b <= INT32_MAX and de.to(dd.q).b <= INT32_MAX:
+            break
+        k += 1
+    s["D1"], s["DE"] = k, de.q - dd.q
+    s["DD"], dd16 = _narrow(dd)
+    s["KD"], kd16 = _narrow(_V(0, m) * top["D"])
+    terms["k"] = kd16 * dd16
     # z: every term to one int32 format, the finest in which their sum fits
-    z_q = min(Z_Q_MAX - 1, min(qt for qt, _ in terms.values()) + 40)
-    while sum(rshift(b, qt - z_q) for qt, b in terms.values()) > INT32_MAX:
+    z_q = Z_Q_MAX - 1
+    while sum(v.to(z_q).b for v in terms.values()) > INT32_MAX:
         z_q -= 1
     if z_q + 1 < Z_Q_MIN:
         raise NchlError(f"fixed point: a layer's pre-activation needs format Q{z_q + 1}, coarser than "
                         f"Q{Z_Q_MIN}; the parameters are too large for int16/int32 arithmetic")
-    for name, (qt, _) in terms.items():
-        s["Z" + name] = qt - z_q
+    for name, v in terms.items():
+        s["Z" + name] = v.q - z_q
     return LayerPlan(n, p, pre, post, s, z_q + 1)  # + 1: the rule's factor 1/2
 
 
 # -- the reference controller -----------------------------------------------------------------------
 class FixedWNcHL(Controller):
     """Weightless NcHL in integer arithmetic; the generated fixed-point C computes the same integers.
+
+    State: ``acts``, the int16 ring buffer of :class:`~nchl.controllers.WNcHL`, with ``pos`` and
+    ``count``, and ``colsum``, every neuron's activations summed over the window (int32, updated when
+    a row is written), which the step would otherwise sum again for every layer.
 
     :meth:`step_q` takes and returns int16 Q12 values; :meth:`step` is the float face used in
     rollouts (observations quantized by :func:`quantize_observation`, actions divided by 4096)."""
@@ -308,6 +369,7 @@ class FixedWNcHL(Controller):
     def reset(self, seed: int = 0) -> None:
         check_seed(seed)
         self.acts = np.zeros((self.window, self.topology.neurons), dtype=np.int16)
+        self.colsum = np.zeros(self.topology.neurons, dtype=np.int32)
         self.pos, self.count, self.t = 0, 0, 0
 
     def step(self, obs: object) -> np.ndarray:
@@ -326,38 +388,47 @@ class FixedWNcHL(Controller):
                                         f"+-{self.plan.obs_max} (Q12); the controller state is unchanged")
         off = self.topology.offsets
         past = self.acts[:self.count].astype(np.int64)
+        col = self.colsum.astype(np.int64)
         acts = [x]
         for l, L in enumerate(self.plan.layers):
-            x = _layer(L, x, past[:, off[l]:off[l + 1]], past[:, off[l + 1]:off[l + 2]])
+            x = _layer(L, x, past[:, off[l]:off[l + 1]], past[:, off[l + 1]:off[l + 2]],
+                       col[off[l]:off[l + 1]], col[off[l + 1]:off[l + 2]])
             acts.append(x)
         if self._plastic():
-            self.acts[self.pos] = np.concatenate(acts)
+            row = np.concatenate(acts)
+            self.colsum += (row - self.acts[self.pos]).astype(np.int32)
+            self.acts[self.pos] = row
             self.pos = (self.pos + 1) % self.window
             self.count = min(self.count + 1, self.window)
         return x.astype(np.int16)
 
     def state(self) -> dict[str, np.ndarray]:
-        return self._with_counter({"acts": self.acts.copy(), "pos": np.uint32(self.pos),
-                                   "count": np.uint32(self.count)})
+        return self._with_counter({"acts": self.acts.copy(), "colsum": self.colsum.copy(),
+                                   "pos": np.uint32(self.pos), "count": np.uint32(self.count)})
 
     def _load_state(self, state: dict[str, np.ndarray]) -> None:
         self.acts = state["acts"].astype(np.int16)
+        self.colsum = state["colsum"].astype(np.int32)
         self.pos, self.count, self.t = int(state["pos"]), int(state["count"]), int(state.get("t", 0))
 
 
-def _layer(L: LayerPlan, x: np.ndarray, xp: np.ndarray, yp: np.ndarray) -> np.ndarray:
-    """One layer of the integer step (int64 numpy arrays holding the C's int16/int32/int64 values)."""
+def _layer(L: LayerPlan, x: np.ndarray, xp: np.ndarray, yp: np.ndarray, col: np.ndarray,
+           y_sum: np.ndarray) -> np.ndarray:
+    """One layer of the integer step (int64 numpy arrays holding the C's int16/int32 values): input
+    ``x``, the window's input and output rows and their column sums."""
     s, pre, post = L.shifts, L.pre, L.post
-    t = [rshift(pre[name] * x, s["T" + name]) for name in _PRE]
-    se, s1 = int((pre["E"] * x).sum()), int(x.sum())
-    de, d1 = int((pre["ED"] * x).sum()), int((pre["D"] * x).sum())
-    coef = xp @ np.stack(t, axis=1)                       # (K, 4): alpha, beta, gamma, delta per row
-    sum_a, sum_b = int(coef[:, 0].sum()), int(coef[:, 1].sum())
-    g, dl = rshift(coef[:, 2], s["G"]), rshift(coef[:, 3], s["DL"])
-    y_sum, yg, yd = yp.sum(axis=0), g @ yp, dl @ yp
+    t = {name: rshift(pre[name] * x, s["T" + name]) for name in _PRE}
+    se = int(rshift(pre["E"] * x, s["SE"]).sum())
+    de = int(rshift(pre["ED"] * x, s["SD"]).sum())
+    d1 = int(rshift(pre["D"] * x, s["S1"]).sum())
+    s1 = int(x.sum())
+    sum_a = int(rshift(col * t["EA"], s["SA"]).sum())
+    sum_b = int(rshift(col * t["A"], s["SB"]).sum())
+    g, dl = rshift(xp @ t["EC"], s["G"]), rshift(xp @ t["C"], s["DL"])
+    yg, yd = g @ yp, dl @ yp
     e, k = post["E"], len(xp)
     tb = e * rshift(sum_b, s["FB"])
-    u = rshift(rshift(se, s["U1"]) + e * rshift(s1, s["U1"]), s["U"])
+    u = rshift(rshift(se, s["UE"]) + e * rshift(s1, s["U1"]), s["U"])
     bs = rshift(post["B"] * u, s["BS"])
     ty = bs * rshift(y_sum, s["Y"])
     tg = post["C"] * rshift(yg, s["YG"])
