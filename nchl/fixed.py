@@ -202,7 +202,8 @@ def _parameter_vectors(spec: Spec, genome: np.ndarray) -> dict[str, np.ndarray]:
 def plan(spec: Spec, genome: object, obs_range: float = DEFAULT_OBS_RANGE) -> Plan:
     """Formats and shifts of the integer controller for this genome, observations within ``+-obs_range``."""
     if spec.rule not in SUPPORTED:
-        raise NchlError(f"--numeric fixed supports rule {', '.join(SUPPORTED)}, not {spec.rule!r}")
+        raise NchlError(f"--numeric fixed supports rule {', '.join(SUPPORTED)}, not {spec.rule!r} (an NcHL genome "
+                        "runs as weightless NcHL: --rule wnchl --window M)")
     if not (isinstance(obs_range, (int, float)) and 0 < obs_range):
         raise NchlError(f"observation range must be a number > 0, got {obs_range!r}")
     obs_max = min(INT16_MAX, int(round(obs_range * ONE)))
@@ -339,6 +340,9 @@ def _plan_layer(pre: dict, post: dict, fmt: dict, bx: int, m: int) -> LayerPlan:
                         f"Q{Z_Q_MIN}; the parameters are too large for int16/int32 arithmetic")
     for name, v in terms.items():
         s["Z" + name] = v.q - z_q
+    # every shifted value is an int32, so a floor shift by 31 or more leaves only its sign (0 or -1),
+    # as a shift by 31 does; C leaves shifting an int32 by 32 or more undefined
+    s = {k: min(v, 31) for k, v in s.items()}
     return LayerPlan(n, p, pre, post, s, z_q + 1)  # + 1: the rule's factor 1/2
 
 

@@ -152,14 +152,15 @@ def test_sanitizer_build_with_random_huge_nan_inf_inputs(tmp_path, spec):
     assert "runtime error" not in r.stderr and "AddressSanitizer" not in r.stderr
 
 
-GOLDEN_CASES = {"nchl": Spec("nchl", [3, 2, 1]), "wnchl": Spec("wnchl", [3, 2, 1], window=2),
-                "hl": Spec("hl", [3, 2, 1], init_range=0.5, clip=2.0)}
+GOLDEN_CASES = {"nchl": (Spec("nchl", [3, 2, 1]), "float"), "wnchl": (Spec("wnchl", [3, 2, 1], window=2), "float"),
+                "hl": (Spec("hl", [3, 2, 1], init_range=0.5, clip=2.0), "float"),
+                "wnchl_fixed": (Spec("wnchl", [3, 2, 1], window=2), "fixed")}
 
 
 def golden_files(name):
-    spec = GOLDEN_CASES[name]
+    spec, numeric = GOLDEN_CASES[name]
     genome = np.round(np.linspace(-1, 1, spec.genome_length), 3)
-    return generate(spec, genome, f"golden_{name}")
+    return generate(spec, genome, f"golden_{name}", numeric=numeric)
 
 
 @pytest.mark.parametrize("name", list(GOLDEN_CASES))
