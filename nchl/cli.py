@@ -407,6 +407,14 @@ def cmd_report(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_archive(args: argparse.Namespace) -> int:
+    from .archive import archive_campaign, describe
+
+    r = archive_campaign(args.campaign_dir, args.out, log=lambda m: print(m, file=sys.stderr))
+    print(json.dumps(r, indent=2) if args.json else describe(r))
+    return 0
+
+
 def cmd_render(args: argparse.Namespace) -> int:
     from .render import render
 
@@ -633,6 +641,13 @@ def build_parser() -> argparse.ArgumentParser:
     q.add_argument("--behaviour-episodes", dest="behaviour_episodes", type=int, default=3,
                    help="held-out episodes per champion for the behaviour map (default 3)")
     q.set_defaults(func=cmd_report)
+
+    q = sub.add_parser("archive", help="copy a campaign's finished cells without checkpoints (for git; "
+                       "nchl report reads it, nchl campaign continues it)")
+    q.add_argument("campaign_dir", metavar="DIR")
+    q.add_argument("--out", required=True, metavar="ARCHIVE", help="new directory, or an earlier archive to update")
+    q.add_argument("--json", action="store_true")
+    q.set_defaults(func=cmd_archive)
 
     q = sub.add_parser("render", help="render an episode offscreen to GIF/MP4 (several genomes: side by side)")
     q.add_argument("genomes", nargs="+", metavar="GENOME",

@@ -1,6 +1,7 @@
 """Campaigns: grid expansion, names, skip/resume, parallel runs, errors; the report on a tiny campaign."""
 
 import json
+import shutil
 import subprocess
 import sys
 
@@ -149,6 +150,7 @@ def test_report_on_a_tiny_campaign(tmp_path):
     r = subprocess.run([sys.executable, "-m", "nchl.cli", "report", "nothing", "-o", "x"], cwd=tmp_path,
                        capture_output=True, text=True)
     assert r.returncode == 2 and "not a campaign directory" in r.stderr
+    check_archive(tmp_path, md)
     # a later campaign at the same budget (one more window) is reported together with the first
     sweep = TINY.replace('rules = ["nchl", "wnchl"]', 'rules = ["wnchl"]').replace("windows = [2]", "windows = [3]")
     (tmp_path / "more.toml").write_text(sweep.replace("seeds = [0, 1]", "seeds = [0]"))
@@ -215,3 +217,33 @@ def test_best_champion_tests_compare_episode_distributions_of_each_rules_best_ru
     assert len(tests) == 1 and tests[0]["p_holm"] < 1e-6
     deterministic = [run("hl", 0, [3.0] * 5), run("nchl", 0, [4.0] * 5)]
     assert best_champion_tests(deterministic)[1] == []
+
+
+def check_archive(tmp_path, md):
+    """The finished tiny campaign ``c``: archived without checkpoints, reported alike, continued."""
+    def nchl(*args):
+        return subprocess.run([sys.executable, "-m", "nchl.cli", *args], cwd=tmp_path, capture_output=True, text=True)
+
+    shutil.copytree(tmp_path / "c", tmp_path / "half")
+    (tmp_path / "half" / "vsr-low-nchl-s1" / "evaluation.json").unlink()
+    r = nchl("archive", "half", "--out", "arch", "--json")
+    assert r.returncode == 0, r.stderr
+    out = json.loads(r.stdout)
+    assert out["unfinished"] == ["vsr-low-nchl-s1"] and len(out["copied"]) == 3
+    assert not (tmp_path / "arch" / "vsr-low-nchl-s1").exists()
+    r = nchl("archive", "c", "--out", "arch", "--json")  # later: the cells finished since are added
+    assert r.returncode == 0, r.stderr
+    out = json.loads(r.stdout)
+    assert out["copied"] == ["vsr-low-nchl-s1"] and len(out["already"]) == 3 and out["unfinished"] == []
+    kept = sorted(p.name for p in (tmp_path / "arch" / "vsr-low-nchl-s0").iterdir())
+    assert kept == ["best.npz", "config.json", "evaluation.json", "log.jsonl", "stress.json"]
+    assert (tmp_path / "c" / "vsr-low-nchl-s0" / "checkpoint.bin").is_file()
+    r = nchl("report", "arch", "-o", "rep-arch", "--behaviour-episodes", "1")
+    assert r.returncode == 0, r.stderr
+    assert (tmp_path / "rep-arch" / "report.md").read_text().split("## ")[1:] == md.split("## ")[1:]
+    r = nchl("campaign", "c.toml", "--out", "arch", "--workers", "1")  # nothing left to run
+    assert r.returncode == 0 and "(0 run now)" in r.stdout, r.stderr
+    r = nchl("archive", "c", "--out", "c")
+    assert r.returncode == 2 and "another directory" in r.stderr
+    r = nchl("archive", "more", "--out", "arch")
+    assert r.returncode == 2 and ("not a campaign directory" in r.stderr or "archives another campaign" in r.stderr)

@@ -240,3 +240,17 @@ def test_cli_verify_and_evaluate_fixed_point_on_an_ant_rollout(tmp_path):
                  cwd=tmp_path)
     assert r.returncode == 0, r.stderr
     assert "#define NCHL_CTRL_WINDOW 3" in (tmp_path / "c" / "nchl_ctrl.h").read_text()
+
+
+@pytest.mark.parametrize("cc", ["gcc", "clang"])
+def test_strict_compile_without_libm_heap_or_stdio(tmp_path, cc):
+    from nchl_codegen.inspect import FORBIDDEN_SYMBOLS, compile_object
+
+    if shutil.which(cc) is None:
+        pytest.skip(f"{cc} not installed")
+    spec = Spec("wnchl", [6, 5, 4, 3], window=4, freeze_after=20)
+    write(generate(spec, np.random.default_rng(7).uniform(-1, 1, spec.genome_length), "ctl", numeric="fixed"),
+          tmp_path)
+    info = compile_object(tmp_path / "ctl.c", cc)  # -Werror -pedantic -Wconversion -Wshadow ...
+    assert not set(info.undefined) & set(FORBIDDEN_SYMBOLS)
+    assert set(info.undefined) <= {"__stack_chk_fail", "memset", "memcpy"}
