@@ -321,7 +321,7 @@ def cmd_verify(args: argparse.Namespace) -> int:
         if fixed:
             for e in report["episodes"]:
                 print(f"seed {e['seed']}: fixed vs float32 on the same observations: max action error "
-                      f"{e['float_max_abs_error']:.3g}, mean {e['float_mean_abs_error']:.3g}")
+                      f"{e['float_max_abs_error']:.3g}, mean {e['float_mean_abs_error']:.3g} (actions in [-1, 1])")
     return 0 if report["passed"] else 1
 
 
