@@ -24,6 +24,7 @@ from common import emit_json
 
 from nchl import Genome, make_controller
 from nchl.evolution import evaluate_genome, fixed_obs_range
+from nchl.fixed import make_fixed
 from nchl_codegen.build import FixedCController
 from nchl_codegen.firmware import emulate, size_firmware
 from nchl_codegen.verify import verify
@@ -53,9 +54,7 @@ def closed_loop(name: str, window: int | None, episodes: int, seed: int, workers
     task = get_task(genome.task)
     env = task.make_env(full_length=True)
     obs_range = fixed_obs_range(genome.task)
-    from nchl.fixed import FixedWNcHL
-
-    report = verify(env, FixedWNcHL(spec, genome.values, obs_range), FixedCController(spec, genome.values, obs_range),
+    report = verify(env, make_fixed(spec, genome.values, obs_range), FixedCController(spec, genome.values, obs_range),
                     list(range(seed, seed + error_episodes)), compare_state=True, tolerance=0.0,
                     float_reference=make_controller(spec, genome.values))
     row.update(c_vs_reference_max_error=report["max_abs_error"],

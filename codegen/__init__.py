@@ -93,11 +93,13 @@ def fixed_context(spec: Spec, genome: np.ndarray, prefix: str, obs_range: float)
     p = fixed.plan(spec, genome, obs_range)
     t = spec.topology
     layer_plans = []
-    for L, pre_at, post_at in zip(p.layers, t.offsets[:-2], t.offsets[1:-1]):
-        layer_plans.append({**L.as_context(), "pre_at": pre_at, "post_at": post_at})
-    return {
+    w_at = np.cumsum([0] + [n * q for n, q in t.shapes])
+    for L, pre_at, post_at, at in zip(p.layers, t.offsets[:-2], t.offsets[1:-1], w_at):
+        layer_plans.append({**L.as_context(), "pre_at": pre_at, "post_at": post_at, "w_at": int(at)})
+    ctx = {
         "prefix": check_prefix(prefix), "P": prefix.upper(), "version": __version__, "rule": spec.rule,
         "window": spec.window, "layers": list(t.layers), "neurons": t.neurons, "max_width": t.max_width,
+        "synapses": t.synapses,
         "freeze_after": spec.freeze_after, "sha256": genome_sha256(check_genome(spec, genome, np.dtype(np.float64))),
         "formats": p.describe(), "q_act": fixed.Q_ACT, "one": fixed.ONE, "obs_max": p.obs_max,
         "obs_range": f"{p.obs_max / fixed.ONE:g} in real units", "params_bytes": p.params_bytes,
@@ -106,6 +108,10 @@ def fixed_context(spec: Spec, genome: np.ndarray, prefix: str, obs_range: float)
         "tanh_steps": fixed.TANH_STEPS_PER_UNIT, "frac_bits": fixed.FRAC_BITS,
         "z_q_min": fixed.Z_Q_MIN, "z_q_max": fixed.Z_Q_MAX,
     }
+    if isinstance(p, fixed.NcHLPlan):
+        ctx.update(w_q=p.w_q, w_max_q=p.w_max_q, w_range=f"{p.w_max_q / 2 ** p.w_q:g} in real units",
+                   t_stop=p.t_stop)
+    return ctx
 
 
 NUMERICS = ("float", "fixed")
@@ -125,8 +131,9 @@ def generate(spec: Spec, genome: np.ndarray, prefix: str, runtime_params: bool =
         if runtime_params:
             raise NchlError("the fixed-point controller compiles its constants in: no runtime parameters")
         ctx = fixed_context(spec, genome, prefix, obs_range)
+        source = "controller_fixed_nchl.c.j2" if spec.rule == "nchl" else "controller_fixed.c.j2"
         return {f"{prefix}.h": env.get_template("controller_fixed.h.j2").render(ctx),
-                f"{prefix}.c": env.get_template("controller_fixed.c.j2").render(ctx)}
+                f"{prefix}.c": env.get_template(source).render(ctx)}
     ctx = context(spec, genome, prefix, runtime_params)
     return {f"{prefix}.h": env.get_template("controller.h.j2").render(ctx),
             f"{prefix}.c": env.get_template("controller.c.j2").render(ctx)}

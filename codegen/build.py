@@ -22,7 +22,7 @@ import numpy as np
 
 from nchl.controllers import Controller
 from nchl.errors import NchlError, NonFiniteObservation
-from nchl.fixed import DEFAULT_OBS_RANGE, ONE, FixedWNcHL, ObservationOutOfRange
+from nchl.fixed import DEFAULT_OBS_RANGE, ONE, FixedController, ObservationOutOfRange
 from nchl.prng import check_seed
 from nchl.spec import Spec
 
@@ -177,14 +177,16 @@ class CController(Controller):
             view[...] = state[name]
 
 
-class FixedCController(FixedWNcHL):
-    """The generated integer-only C behind the interface of :class:`nchl.fixed.FixedWNcHL`: the float
-    face converts observations with the generated helper ``<prefix>_obs_from_float``."""
+class FixedCController(FixedController):
+    """The generated integer-only C behind the interface of :class:`nchl.fixed.FixedController`
+    (weightless NcHL or NcHL); the float face converts observations with the generated helper
+    ``<prefix>_obs_from_float``."""
 
     def __init__(self, spec: Spec, genome: object, obs_range: float = DEFAULT_OBS_RANGE,
                  prefix: str = "nchl_ctrl") -> None:
         self.prefix = prefix
         self._obs_range = obs_range
+        self.rule = spec.rule
         super().__init__(spec, genome, obs_range)
 
     def _unpack(self, blocks: dict[str, np.ndarray]) -> None:
@@ -204,11 +206,20 @@ class FixedCController(FixedWNcHL):
         self._act_ptr = ffi.cast("int16_t *", ffi.from_buffer(self._act))
 
     def _views(self) -> dict[str, np.ndarray]:
-        counters, n = 2 + (self.spec.freeze_after is not None), self.topology.neurons
+        t = self.topology
+        if self.rule == "nchl":
+            views = {"t": self._raw[:4].view(np.uint32)}
+            flat = self._raw[4:4 + 4 * t.synapses].view(np.int32)
+            at = 0
+            for l, (n, p) in enumerate(t.shapes):
+                views[f"w{l}"] = flat[at:at + n * p].reshape(n, p)
+                at += n * p
+            return views
+        counters, n = 2 + (self.spec.freeze_after is not None), t.neurons
         c = self._raw[:4 * counters].view(np.uint32)
         colsum = self._raw[4 * counters:4 * (counters + n)].view(np.int32)
-        acts = self._raw[4 * (counters + n):4 * (counters + n) + 2 * self.window * n].view(np.int16)
-        views = {"pos": c[0:1], "count": c[1:2], "colsum": colsum, "acts": acts.reshape(self.window, n)}
+        acts = self._raw[4 * (counters + n):4 * (counters + n) + 2 * self.spec.window * n].view(np.int16)
+        views = {"pos": c[0:1], "count": c[1:2], "colsum": colsum, "acts": acts.reshape(self.spec.window, n)}
         if counters == 3:
             views["t"] = c[2:3]
         return views

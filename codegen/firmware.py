@@ -33,7 +33,7 @@ from nchl.errors import NchlError
 from nchl.memory import macs_per_step
 from nchl.spec import Spec
 
-from nchl.fixed import DEFAULT_OBS_RANGE, ONE, FixedWNcHL, quantize_observation
+from nchl.fixed import DEFAULT_OBS_RANGE, ONE, make_fixed, quantize_observation
 
 from . import _environment, c_float, generate, write
 
@@ -229,7 +229,7 @@ def emulate(spec: Spec, genome: np.ndarray, obs: np.ndarray, seed: int, board_na
     ``target`` builds for another core than the board's own, which the board must be able to run:
     a Cortex-M0 build (ARMv6-M, a subset of the Cortex-M3's ARMv7-M) is measured on the M3 board.
     ``numeric="fixed"``: the integer controller, fed the observations as Q12 integers and compared
-    with :class:`nchl.fixed.FixedWNcHL` (errors in Q12 units divided by 4096).
+    with the integer reference of :mod:`nchl.fixed` (errors in Q12 units divided by 4096).
 
     Time per step is an estimate at ``clock_mhz``: instructions / clock, i.e. one instruction per
     cycle; QEMU counts instructions, it does not model cycles (loads, divisions, wait states)."""
@@ -251,7 +251,7 @@ def emulate(spec: Spec, genome: np.ndarray, obs: np.ndarray, seed: int, board_na
                         f"it runs {', '.join(RUNS_ON[board.target])}")
     obs = np.asarray(obs, dtype=np.float32)
     if numeric == "fixed":
-        py = FixedWNcHL(spec, genome, obs_range)
+        py = make_fixed(spec, genome, obs_range)
         py.reset(seed)
         obs_q = [quantize_observation(o, py.plan.obs_max) for o in obs]
         expected = np.array([py.step_q(o) for o in obs_q]).astype(np.float64) / ONE

@@ -49,7 +49,7 @@ from nchl_sim.perturb import Condition, Randomization, check_applicable, perturb
 from .controllers import make_controller
 from .errors import NchlError
 from .fileio import WriterLock, atomic_write
-from .fixed import DEFAULT_OBS_RANGE, FixedWNcHL
+from .fixed import DEFAULT_OBS_RANGE, make_fixed
 from .genome import Genome
 from .optimizers import make_optimizer
 from .prng import check_seed
@@ -219,7 +219,7 @@ def evaluation_controller(spec: Spec, genome: np.ndarray, backend: str, numeric:
     the integer controller (:mod:`nchl.fixed`; C with its constants compiled in)."""
     if numeric == "fixed":
         if backend == "python":
-            return FixedWNcHL(spec, genome, fixed_obs_range(task))
+            return make_fixed(spec, genome, fixed_obs_range(task))
         from nchl_codegen.build import FixedCController
 
         return FixedCController(spec, genome, fixed_obs_range(task))

@@ -71,7 +71,7 @@ TANH_TABLE = tuple(int(round(math.tanh(i / TANH_STEPS_PER_UNIT) * 32768))
                    for i in range(TANH_RANGE * TANH_STEPS_PER_UNIT + 1))
 FRAC_BITS = 11                 # interpolation weight resolution
 Z_Q_MIN, Z_Q_MAX = 5, 27        # tanh input formats the table lookup supports
-SUPPORTED = ("wnchl",)
+SUPPORTED = ("nchl", "wnchl")
 DEFAULT_OBS_RANGE = 8.0        # the whole int16 Q12 range, when the task sets no bound
 
 
@@ -199,14 +199,15 @@ def _parameter_vectors(spec: Spec, genome: np.ndarray) -> dict[str, np.ndarray]:
             "EA": b["eta"] * alpha, "EC": b["eta"] * b["C"], "ED": b["eta"] * b["D"], "CE": b["C"] * b["eta"]}
 
 
-def plan(spec: Spec, genome: object, obs_range: float = DEFAULT_OBS_RANGE) -> Plan:
+def plan(spec: Spec, genome: object, obs_range: float = DEFAULT_OBS_RANGE) -> "Plan | NcHLPlan":
     """Formats and shifts of the integer controller for this genome, observations within ``+-obs_range``."""
     if spec.rule not in SUPPORTED:
-        raise NchlError(f"--numeric fixed supports rule {', '.join(SUPPORTED)}, not {spec.rule!r} (an NcHL genome "
-                        "runs as weightless NcHL: --rule wnchl --window M)")
+        raise NchlError(f"--numeric fixed supports rules {', '.join(SUPPORTED)}, not {spec.rule!r}")
     if not (isinstance(obs_range, (int, float)) and 0 < obs_range):
         raise NchlError(f"observation range must be a number > 0, got {obs_range!r}")
     obs_max = min(INT16_MAX, int(round(obs_range * ONE)))
+    if spec.rule == "nchl":
+        return _plan_nchl(spec, np.asarray(genome, dtype=np.float64), obs_max)
     vectors = _parameter_vectors(spec, np.asarray(genome, dtype=np.float64))
     ints, formats = {}, {}
     for name, v in vectors.items():
@@ -346,18 +347,11 @@ def _plan_layer(pre: dict, post: dict, fmt: dict, bx: int, m: int) -> LayerPlan:
     return LayerPlan(n, p, pre, post, s, z_q + 1)  # + 1: the rule's factor 1/2
 
 
-# -- the reference controller -----------------------------------------------------------------------
-class FixedWNcHL(Controller):
-    """Weightless NcHL in integer arithmetic; the generated fixed-point C computes the same integers.
-
-    State: ``acts``, the int16 ring buffer of :class:`~nchl.controllers.WNcHL`, with ``pos`` and
-    ``count``, and ``colsum``, every neuron's activations summed over the window (int32, updated when
-    a row is written), which the step would otherwise sum again for every layer.
-
-    :meth:`step_q` takes and returns int16 Q12 values; :meth:`step` is the float face used in
-    rollouts (observations quantized by :func:`quantize_observation`, actions divided by 4096)."""
-
-    rule = "wnchl"
+# -- the reference controllers ---------------------------------------------------------------------
+class FixedController(Controller):
+    """The integer controller of a plan: :meth:`step_q` takes and returns int16 Q12 values;
+    :meth:`step` is the float face used in rollouts (observations quantized by
+    :func:`quantize_observation`, actions divided by 4096)."""
 
     def __init__(self, spec: Spec, genome: object, obs_range: float = DEFAULT_OBS_RANGE) -> None:
         self.plan = plan(spec, genome, obs_range)
@@ -365,6 +359,36 @@ class FixedWNcHL(Controller):
 
     def _unpack(self, blocks: dict[str, np.ndarray]) -> None:
         pass  # the plan holds the integer constants
+
+    def step(self, obs: object) -> np.ndarray:
+        x = self._observe(obs)
+        return (self.step_q(quantize_observation(x, self.plan.obs_max)) / ONE).astype(np.float32)
+
+    def _checked(self, obs_q: object) -> np.ndarray:
+        """An int16 Q12 observation as int64, or a clear error (the state is not touched)."""
+        x = np.asarray(obs_q)
+        if x.shape != (self.topology.n_in,) or x.dtype.kind not in "iu":
+            raise NchlError(f"integer observation must have shape ({self.topology.n_in},), got {x.shape} {x.dtype}")
+        x = x.astype(np.int64)
+        bad = np.flatnonzero(np.abs(x) > self.plan.obs_max)
+        if bad.size:
+            raise ObservationOutOfRange(f"integer observation {int(x[bad[0]])} at index {int(bad[0])} is beyond "
+                                        f"+-{self.plan.obs_max} (Q12); the controller state is unchanged")
+        return x
+
+    def step_q(self, obs_q: object) -> np.ndarray:
+        """One step on int16 Q12 observations; returns int16 Q12 actions."""
+        raise NotImplementedError
+
+
+class FixedWNcHL(FixedController):
+    """Weightless NcHL in integer arithmetic; the generated fixed-point C computes the same integers.
+
+    State: ``acts``, the int16 ring buffer of :class:`~nchl.controllers.WNcHL`, with ``pos`` and
+    ``count``, and ``colsum``, every neuron's activations summed over the window (int32, updated when
+    a row is written), which the step would otherwise sum again for every layer."""
+
+    rule = "wnchl"
 
     @property
     def window(self) -> int:
@@ -376,20 +400,8 @@ class FixedWNcHL(Controller):
         self.colsum = np.zeros(self.topology.neurons, dtype=np.int32)
         self.pos, self.count, self.t = 0, 0, 0
 
-    def step(self, obs: object) -> np.ndarray:
-        x = self._observe(obs)
-        return (self.step_q(quantize_observation(x, self.plan.obs_max)) / ONE).astype(np.float32)
-
     def step_q(self, obs_q: object) -> np.ndarray:
-        """One step on int16 Q12 observations; returns int16 Q12 actions."""
-        x = np.asarray(obs_q)
-        if x.shape != (self.topology.n_in,) or x.dtype.kind not in "iu":
-            raise NchlError(f"integer observation must have shape ({self.topology.n_in},), got {x.shape} {x.dtype}")
-        x = x.astype(np.int64)
-        bad = np.flatnonzero(np.abs(x) > self.plan.obs_max)
-        if bad.size:
-            raise ObservationOutOfRange(f"integer observation {int(x[bad[0]])} at index {int(bad[0])} is beyond "
-                                        f"+-{self.plan.obs_max} (Q12); the controller state is unchanged")
+        x = self._checked(obs_q)
         off = self.topology.offsets
         past = self.acts[:self.count].astype(np.int64)
         col = self.colsum.astype(np.int64)
@@ -442,3 +454,215 @@ def _layer(L: LayerPlan, x: np.ndarray, xp: np.ndarray, yp: np.ndarray, col: np.
     z = (rshift(sum_a, s["Za"]) + rshift(tb, s["Zb"]) + rshift(ty, s["Zy"]) + rshift(tg, s["Zg"])
          + rshift(td, s["Zd"]) + rshift(tk, s["Zk"]))
     return tanh_q(z, L.z_q)
+
+
+# -- NcHL: stored int32 weights with a stated range ---------------------------------------------------
+DEFAULT_WEIGHT_RANGE = 32768.0  # |w| saturates here when the spec sets no clip (Ant champions reach ~5e3)
+W_Q_MAX = 24
+
+
+@dataclass(frozen=True)
+class NcHLLayerPlan:
+    """One NcHL layer: int16 constants, the shifts of the update and the forward pass's weight bound.
+
+    Update of synapse ``i -> j`` (``Q_t``: the format of the four-term sum ``t``)::
+
+        t  = a_i + b_j + ((cx_i cy_j + D_i D'_j) >> PD)     a = A x, b = B y in Q_t; cx, cy int16
+        w  = clamp(w + ((t (E_i + E_j)) >> DW), +-W_MAX)     the rule's 1/2 is in DW
+
+    Forward: ``z_j = sum_i (w_ij >> k) x_i`` with ``k`` the smallest shift that keeps ``|w >> k|``
+    within ``lim`` for the largest ``|w|`` the step count allows (``min(W_MAX, t dmax)``): block
+    floating point with a deterministic exponent, fine while the weights are small."""
+
+    n: int
+    p: int
+    pre: dict           # A, C, D, E: int16 per input neuron
+    post: dict          # B, C, D (coarser, so D_i D'_j shares cx cy's format), E
+    shifts: dict        # XA XC YB YC PD DW: see the class docstring
+    dmax: int           # largest |update| of one step, Q_W
+    lim: int            # largest |w >> k| the forward pass allows
+    k_min: int          # keeps the tanh input format within the table's
+    t_sat: int          # from this step count on, the bound is W_MAX
+    d_post_q: int       # format of the output neurons' D
+
+    def forward_shift(self, t: int, w_max_q: int) -> int:
+        bound = w_max_q if t >= self.t_sat else t * self.dmax
+        return max(self.k_min, _fit(bound, self.lim))
+
+    def as_context(self) -> dict:
+        return {"n": self.n, "p": self.p, "s": self.shifts, "dmax": self.dmax, "lim": self.lim,
+                "k_min": self.k_min, "t_sat": self.t_sat, "d_post_q": self.d_post_q,
+                "pre": {k: [int(v) for v in a] for k, a in self.pre.items()},
+                "post": {k: [int(v) for v in a] for k, a in self.post.items()}}
+
+
+@dataclass(frozen=True)
+class NcHLPlan:
+    spec: Spec
+    obs_max: int
+    formats: dict       # parameter vector name -> Q
+    w_q: int            # weight format
+    w_max_q: int        # |w| <= w_max_q (the weight range in Q w_q)
+    layers: tuple[NcHLLayerPlan, ...]
+
+    @property
+    def t_stop(self) -> int:
+        """The step counter stops here: at ``freeze_after``, or when no layer's bound grows any more."""
+        if self.spec.freeze_after is not None:
+            return int(self.spec.freeze_after)
+        return max(L.t_sat for L in self.layers)
+
+    @property
+    def params_bytes(self) -> int:
+        """Flash: 4 int16 per input neuron and per output neuron of each layer, the tanh table."""
+        return 2 * (sum(4 * L.n + 4 * L.p for L in self.layers) + len(TANH_TABLE))
+
+    @property
+    def state_bytes(self) -> int:
+        """RAM: the step counter and the int32 weights."""
+        return 4 + 4 * self.spec.topology.synapses
+
+    @property
+    def work_bytes(self) -> int:
+        """Stack: every neuron's activation (int16) and a layer's int32 sums."""
+        t = self.spec.topology
+        return 2 * t.neurons + 4 * t.max_width
+
+    def describe(self) -> list[str]:
+        lines = [f"observations/activations/actions: int16 Q{Q_ACT}; |observation| <= {self.obs_max} "
+                 f"({self.obs_max / ONE:g})",
+                 f"weights: int32 Q{self.w_q}, saturated at +-{self.w_max_q} ({self.w_max_q / 2 ** self.w_q:g})",
+                 "parameters (int16): " + ", ".join(f"{k} Q{q}" for k, q in self.formats.items())]
+        for l, L in enumerate(self.layers):
+            lines.append(f"layer {l}: update bound {L.dmax}/step, forward |w >> k| <= {L.lim}, k >= {L.k_min}; "
+                         "shifts " + " ".join(f"{k}={v}" for k, v in L.shifts.items()))
+        return lines
+
+
+def _quantize_to(v: np.ndarray, q: int) -> np.ndarray:
+    return np.rint(np.asarray(v, dtype=np.float64) * 2.0 ** q).astype(np.int64)
+
+
+def _plan_nchl(spec: Spec, genome: np.ndarray, obs_max: int) -> NcHLPlan:
+    if spec.init_range > 0:
+        raise NchlError(f"fixed-point NcHL starts from zero weights; this spec draws them in +-{spec.init_range}")
+    w_range = DEFAULT_WEIGHT_RANGE if spec.clip is None else float(spec.clip)
+    g = check_genome(spec, genome, np.dtype(np.float32)).astype(np.float64)
+    b = split_blocks(g, spec)
+    ints, formats = {}, {}
+    for name in ("A", "B", "C", "D"):
+        ints[name], formats[name] = quantize_vector(b[name])
+    # eta at most 16383: eta_i + eta_j stays within int16
+    e, q_e = quantize_vector(b["eta"])
+    if np.abs(e).max(initial=0) > INT16_MAX // 2:
+        q_e -= 1
+        e = _quantize_to(b["eta"], q_e)
+    ints["E"], formats["E"] = e, q_e
+    t, n0, off = spec.topology, spec.topology.n_in, spec.topology.offsets
+    # the finest weight format (at most Q24, resolution 6e-8) in which |w| <= 2**30 and w plus the
+    # largest update of a step stays within int32
+    for w_q in range(min(30 - math.ceil(math.log2(w_range)), W_Q_MAX), -16, -1):
+        w_max_q = int(round(w_range * 2.0 ** w_q))
+        layers = []
+        for l, (n, p) in enumerate(t.shapes):
+            pre, post = slice(off[l], off[l + 1]), slice(off[l + 1], off[l + 2])
+            layers.append(_plan_nchl_layer(
+                {"A": ints["A"][pre], "C": ints["C"][pre], "D": ints["D"][pre], "E": ints["E"][pre]},
+                {"B": ints["B"][post.start - n0:post.stop - n0], "C": ints["C"][post], "D": ints["D"][post],
+                 "E": ints["E"][post]}, formats, obs_max if l == 0 else ONE, w_q, w_max_q))
+        if all(L is not None for L in layers):
+            return NcHLPlan(spec, obs_max, formats, w_q, w_max_q, tuple(layers))
+    raise NchlError("fixed point: the rule's updates are too large for any weight format; "
+                    "the parameters are too large for int16/int32 arithmetic")
+
+
+def _plan_nchl_layer(pre: dict, post: dict, fmt: dict, bx: int, w_q: int, w_max_q: int) -> NcHLLayerPlan | None:
+    top = lambda a: max((abs(int(v)) for v in a), default=0)  # noqa: E731
+    n, p = len(pre["A"]), len(post["B"])
+    s = {}
+    a = _V(fmt["A"] + Q_ACT, top(pre["A"]) * bx)
+    bb = _V(fmt["B"] + Q_ACT, top(post["B"]) * ONE)
+    s["XC"], cx = _narrow(_V(fmt["C"] + Q_ACT, top(pre["C"]) * bx))
+    s["YC"], cy = _narrow(_V(fmt["C"] + Q_ACT, top(post["C"]) * ONE))
+    # D_i D'_j in cx cy's format: D' coarser (post D requantized), or cx coarser
+    q_dd = 2 * fmt["D"]
+    if q_dd > cx.q + cy.q:
+        post = {**post, "D": post["D"] >> (q_dd - cx.q - cy.q)}
+    elif q_dd < cx.q + cy.q:
+        s["XC"] += cx.q + cy.q - q_dd
+        cx = cx.shr(cx.q + cy.q - q_dd)
+    pd = _V(cx.q + cy.q, cx.b * cy.b + top(pre["D"]) * top(post["D"]))
+    assert pd.b <= INT32_MAX
+    # Q_t: the finest format in which a + b + (pd >> PD) fits int16 (so t times eta_i + eta_j fits int32)
+    q_t = 30
+    while a.to(q_t).b + bb.to(q_t).b + pd.to(q_t).b > INT16_MAX:
+        q_t -= 1
+    s["XA"], s["YB"], s["PD"] = a.q - q_t, bb.q - q_t, pd.q - q_t
+    tb = a.to(q_t).b + bb.to(q_t).b + pd.to(q_t).b
+    eb = top(pre["E"]) + top(post["E"])
+    s["DW"] = q_t + fmt["E"] + 1 - w_q
+    dmax = _shifted_bound(tb * eb, s["DW"])
+    if w_max_q + dmax > INT32_MAX:
+        return None  # a coarser weight format
+    lim = INT32_MAX // (n * bx)
+    k_min = max(0, w_q + Q_ACT - Z_Q_MAX)
+    if w_q + Q_ACT - max(k_min, _fit(w_max_q, lim)) < Z_Q_MIN:
+        raise NchlError(f"fixed point: a layer of {n} inputs cannot sum saturated weights in int32 "
+                        "with the tanh table's precision; lower the weight range (clip)")
+    t_sat = -(-w_max_q // dmax) if dmax else 0
+    return NcHLLayerPlan(n, p, pre, post, s, dmax, lim, k_min, t_sat, cx.q + cy.q - fmt["D"])
+
+
+class FixedNcHL(FixedController):
+    """NcHL in integer arithmetic: int32 weights in a stated range, saturated like ``clip``.
+
+    State: the weights ``w0, w1, ...`` (int32, Q ``plan.w_q``) and ``t``, the plastic steps taken
+    (it sets the forward pass's weight exponent; it stops at ``plan.t_stop``)."""
+
+    rule = "nchl"
+
+    def reset(self, seed: int = 0) -> None:
+        check_seed(seed)
+        self.weights = [np.zeros((L.n, L.p), dtype=np.int32) for L in self.plan.layers]
+        self.t = 0
+
+    def step_q(self, obs_q: object) -> np.ndarray:
+        x = self._checked(obs_q)
+        P = self.plan
+        acts = [x]
+        for L, w in zip(P.layers, self.weights):
+            k = L.forward_shift(self.t, P.w_max_q)
+            z = rshift(w.astype(np.int64), k).T @ acts[-1]
+            acts.append(tanh_q(z, P.w_q + Q_ACT - k))
+        freeze = self.spec.freeze_after
+        if freeze is None or self.t < freeze:
+            for l, L in enumerate(P.layers):
+                self.weights[l] = _nchl_update(L, self.weights[l], acts[l], acts[l + 1], P.w_max_q)
+            self.t = min(self.t + 1, P.t_stop)
+        return acts[-1].astype(np.int16)
+
+    def state(self) -> dict[str, np.ndarray]:
+        return {**{f"w{l}": w.copy() for l, w in enumerate(self.weights)}, "t": np.uint32(self.t)}
+
+    def _load_state(self, state: dict[str, np.ndarray]) -> None:
+        self.weights = [state[f"w{l}"].astype(np.int32) for l in range(len(self.weights))]
+        self.t = int(state["t"])
+
+
+def _nchl_update(L: NcHLLayerPlan, w: np.ndarray, x: np.ndarray, y: np.ndarray, w_max_q: int) -> np.ndarray:
+    s, pre, post = L.shifts, L.pre, L.post
+    a = rshift(pre["A"] * x, s["XA"])
+    cx = rshift(pre["C"] * x, s["XC"])
+    b = rshift(post["B"] * y, s["YB"])
+    cy = rshift(post["C"] * y, s["YC"])
+    pd = np.multiply.outer(cx, cy) + np.multiply.outer(pre["D"], post["D"])
+    t = a[:, None] + b[None, :] + rshift(pd, s["PD"])
+    d = rshift(t * np.add.outer(pre["E"], post["E"]), s["DW"])
+    return np.clip(w.astype(np.int64) + d, -w_max_q, w_max_q).astype(np.int32)
+
+
+def make_fixed(spec: Spec, genome: object, obs_range: float = DEFAULT_OBS_RANGE) -> FixedController:
+    """The integer reference controller of ``spec.rule``."""
+    if spec.rule == "nchl":
+        return FixedNcHL(spec, genome, obs_range)
+    return FixedWNcHL(spec, genome, obs_range)

@@ -1,5 +1,5 @@
-"""Fixed-point weightless NcHL: the generated integer C equals the Python integer reference exactly,
-stays inside its planned ranges, and the Cortex-M0 build holds no floating-point code."""
+"""Fixed-point NcHL and weightless NcHL: the generated integer C equals the Python integer reference
+exactly, stays inside its planned ranges, and the Cortex-M0 build holds no floating-point code."""
 
 import json
 import math
@@ -12,8 +12,7 @@ import pytest
 from hypothesis import given, settings, strategies as st
 
 from nchl import Genome, NchlError, NonFiniteObservation, Spec
-from nchl.fixed import (ONE, TANH_RANGE, FixedWNcHL, ObservationOutOfRange, plan, quantize_observation,
-                        tanh_q)
+from nchl.fixed import ONE, TANH_RANGE, ObservationOutOfRange, make_fixed, plan, quantize_observation, tanh_q
 from nchl_codegen import generate, write
 from nchl_codegen.build import FixedCController
 
@@ -35,17 +34,20 @@ def random_obs(rng, steps, n, obs_max):
     return obs.astype(np.int16)
 
 
-@settings(max_examples=25, deadline=None)
-@given(layers=st.lists(st.integers(1, 7), min_size=2, max_size=4), window=st.sampled_from([1, 2, 5, 40]),
+@settings(max_examples=40, deadline=None)
+@given(layers=st.lists(st.integers(1, 7), min_size=2, max_size=4), window=st.sampled_from([None, 1, 2, 5, 40]),
        scale=st.sampled_from([0.0, 1e-4, 1.0, 5.0]), obs_range=st.sampled_from([0.5, 1.0, 8.0]),
-       freeze=st.sampled_from([None, 6]), seed=st.integers(0, 2**32 - 1))
-def test_c_equals_the_integer_reference_step_by_step(layers, window, scale, obs_range, freeze, seed):
-    """Random topologies, windows 1 .. beyond the rollout, parameters from tiny to large (the planner's
-    shifts change with them), observations at the range ends: 0 difference in actions and state."""
-    spec = Spec("wnchl", layers, window=window, freeze_after=freeze)
+       freeze=st.sampled_from([None, 6]), clip=st.sampled_from([None, 0.05, 3.0]), seed=st.integers(0, 2**32 - 1))
+def test_c_equals_the_integer_reference_step_by_step(layers, window, scale, obs_range, freeze, clip, seed):
+    """Random topologies, NcHL (window None; with a weight range from its clip, saturated within the
+    rollout when small) and windows 1 .. beyond the rollout, parameters from tiny to large (the
+    planner's shifts change with them), observations at the range ends: 0 difference in actions and
+    state."""
+    spec = (Spec("nchl", layers, clip=clip, freeze_after=freeze) if window is None
+            else Spec("wnchl", layers, window=window, freeze_after=freeze))
     rng = np.random.default_rng(seed)
     genome = rng.uniform(-1, 1, spec.genome_length) * scale
-    py, c = FixedWNcHL(spec, genome, obs_range), FixedCController(spec, genome, obs_range)
+    py, c = make_fixed(spec, genome, obs_range), FixedCController(spec, genome, obs_range)
     py.reset(seed)
     c.reset(seed)
     for o in random_obs(rng, 30, layers[0], py.plan.obs_max):
@@ -59,7 +61,7 @@ def test_c_equals_the_integer_reference_step_by_step(layers, window, scale, obs_
 def test_float_face_quantizes_like_the_c_helper_and_rejects_non_finite_values():
     spec = Spec("wnchl", [4, 3, 2], window=3)
     genome = np.random.default_rng(0).uniform(-1, 1, spec.genome_length)
-    py, c = FixedWNcHL(spec, genome, obs_range=2.0), FixedCController(spec, genome, obs_range=2.0)
+    py, c = make_fixed(spec, genome, obs_range=2.0), FixedCController(spec, genome, obs_range=2.0)
     py.reset(0)
     c.reset(0)
     obs_max = py.plan.obs_max
@@ -82,7 +84,7 @@ def test_float_face_quantizes_like_the_c_helper_and_rejects_non_finite_values():
 def test_integer_observations_beyond_the_range_are_refused_with_the_state_untouched():
     spec = Spec("wnchl", [3, 2], window=2)
     genome = np.random.default_rng(3).uniform(-1, 1, spec.genome_length)
-    py, c = FixedWNcHL(spec, genome, obs_range=1.0), FixedCController(spec, genome, obs_range=1.0)
+    py, c = make_fixed(spec, genome, obs_range=1.0), FixedCController(spec, genome, obs_range=1.0)
     for ctl in (py, c):
         ctl.reset(0)
         ctl.step_q(np.array([ONE, -ONE, 0], np.int16))  # the range's ends are accepted
@@ -114,8 +116,11 @@ def test_tanh_table_is_monotonic():
 
 
 def test_planner_errors_are_clear():
-    spec = Spec("nchl", [3, 2])
-    with pytest.raises(NchlError, match="--rule wnchl --window M"):
+    for spec in (Spec("hl", [3, 2]), Spec("static", [3, 2])):
+        with pytest.raises(NchlError, match="--numeric fixed supports rules nchl, wnchl"):
+            plan(spec, np.zeros(spec.genome_length))
+    spec = Spec("nchl", [3, 2], init_range=0.1)
+    with pytest.raises(NchlError, match="starts from zero weights"):
         plan(spec, np.zeros(spec.genome_length))
     spec = Spec("wnchl", [3, 2], window=2)
     for bad in (0, -1.0, "8"):
@@ -153,10 +158,12 @@ int main(void) {
 """
 
 
-@pytest.mark.parametrize("scale, window", [(1.0, 3), (5.0, 40), (1e-4, 1)])
-def test_no_signed_overflow_at_the_range_ends_under_ubsan(tmp_path, scale, window):
-    """The planner's worst-case bounds hold: UBSan traps any int32 overflow or bad shift."""
-    spec = Spec("wnchl", [9, 7, 5], window=window)
+@pytest.mark.parametrize("scale, window, clip", [(1.0, 3, None), (5.0, 40, None), (1e-4, 1, None), (1.0, None, None),
+                                                (5.0, None, None), (1.0, None, 0.5)])
+def test_no_signed_overflow_at_the_range_ends_under_ubsan(tmp_path, scale, window, clip):
+    """The planner's worst-case bounds hold: UBSan traps any int32 overflow or bad shift. NcHL
+    (window None) runs its weights into saturation within the 200 steps."""
+    spec = Spec("nchl", [9, 7, 5], clip=clip) if window is None else Spec("wnchl", [9, 7, 5], window=window)
     genome = np.random.default_rng(4).uniform(-1, 1, spec.genome_length) * scale
     write(generate(spec, genome, "ctl", numeric="fixed"), tmp_path)
     (tmp_path / "main.c").write_text(UBSAN_MAIN)
@@ -177,8 +184,9 @@ def nchl_cmd(*args, cwd):
 
 
 @pytest.mark.skipif(shutil.which("arm-none-eabi-gcc") is None, reason="arm-none-eabi-gcc not installed: run setup.sh")
-def test_cortex_m0_build_of_the_zoo_champion_has_no_floating_point_code(tmp_path):
-    r = nchl_cmd("codegen", "zoo:ant-wnchl-m2", "--numeric", "fixed", "--out", "q", cwd=tmp_path)
+@pytest.mark.parametrize("champion", ["ant-wnchl-m2", "ant-nchl"])
+def test_cortex_m0_build_of_the_zoo_champion_has_no_floating_point_code(tmp_path, champion):
+    r = nchl_cmd("codegen", f"zoo:{champion}", "--numeric", "fixed", "--out", "q", cwd=tmp_path)
     assert r.returncode == 0, r.stderr
     q = tmp_path / "q"
     header = (q / "nchl_ctrl.h").read_text()
@@ -193,7 +201,7 @@ def test_cortex_m0_build_of_the_zoo_champion_has_no_floating_point_code(tmp_path
     assert "nchl_ctrl_step" in asm
     assert not [name for name in FLOAT_ROUTINES if name in asm + nm]
     # a control: the float32 build of the same champion calls the soft-float library on this core
-    r = nchl_cmd("codegen", "zoo:ant-wnchl-m2", "--out", "f", cwd=tmp_path)
+    r = nchl_cmd("codegen", f"zoo:{champion}", "--out", "f", cwd=tmp_path)
     assert r.returncode == 0, r.stderr
     subprocess.run(["arm-none-eabi-gcc", "-mcpu=cortex-m0", "-mthumb", "-O2", "-std=c99", "-c", "nchl_ctrl.c",
                     "-o", "ctl.o"], cwd=tmp_path / "f", check=True)
@@ -203,10 +211,11 @@ def test_cortex_m0_build_of_the_zoo_champion_has_no_floating_point_code(tmp_path
 
 @pytest.mark.skipif(any(shutil.which(t) is None for t in ("arm-none-eabi-gcc", "qemu-system-arm")),
                     reason="Cortex-M toolchain not installed: run setup.sh")
-def test_emulated_cortex_m0_build_replays_the_integer_reference_exactly():
+@pytest.mark.parametrize("window", [4, None])
+def test_emulated_cortex_m0_build_replays_the_integer_reference_exactly(window):
     from nchl_codegen.firmware import emulate
 
-    spec = Spec("wnchl", [6, 5, 3], window=4)
+    spec = Spec("wnchl", [6, 5, 3], window=window) if window else Spec("nchl", [6, 5, 3])
     genome = np.random.default_rng(5).uniform(-1, 1, spec.genome_length)
     obs = np.random.default_rng(6).normal(0, 3, (40, 6))  # some beyond the range: the helper saturates them
     r = emulate(spec, genome, obs, seed=0, board_name="mps2-an385", target="cortex-m0", numeric="fixed",
@@ -234,8 +243,11 @@ def test_cli_verify_and_evaluate_fixed_point_on_an_ant_rollout(tmp_path):
     assert json.loads(r.stdout)["numeric"] == "fixed"
     nchl_spec = Spec("nchl", [27, 16, 8])
     Genome(nchl_spec, np.zeros(nchl_spec.genome_length), task="ant").save(tmp_path / "n.npz")
-    r = nchl_cmd("codegen", "n.npz", "--numeric", "fixed", cwd=tmp_path)
-    assert r.returncode == 2 and "--rule wnchl --window M" in r.stderr
+    r = nchl_cmd("codegen", "n.npz", "--numeric", "fixed", "--out", "n", cwd=tmp_path)
+    assert r.returncode == 0, r.stderr
+    assert "#define NCHL_CTRL_N_SYNAPSES 560" in (tmp_path / "n" / "nchl_ctrl.h").read_text()
+    r = nchl_cmd("codegen", "n.npz", "--numeric", "fixed", "--report", cwd=tmp_path)
+    assert r.returncode == 2 and "nchl size --numeric fixed" in r.stderr
     r = nchl_cmd("codegen", "n.npz", "--numeric", "fixed", "--rule", "wnchl", "--window", "3", "--out", "c",
                  cwd=tmp_path)
     assert r.returncode == 0, r.stderr
@@ -244,11 +256,16 @@ def test_cli_verify_and_evaluate_fixed_point_on_an_ant_rollout(tmp_path):
 
 @pytest.mark.parametrize("cc", ["gcc", "clang"])
 def test_strict_compile_without_libm_heap_or_stdio(tmp_path, cc):
-    from nchl_codegen.inspect import FORBIDDEN_SYMBOLS, compile_object
-
     if shutil.which(cc) is None:
         pytest.skip(f"{cc} not installed")
-    spec = Spec("wnchl", [6, 5, 4, 3], window=4, freeze_after=20)
+    for spec in (Spec("wnchl", [6, 5, 4, 3], window=4, freeze_after=20), Spec("nchl", [6, 5, 4, 3], freeze_after=20),
+                 Spec("nchl", [6, 5, 4, 3])):
+        check_strict(tmp_path, spec, cc)
+
+
+def check_strict(tmp_path, spec, cc):
+    from nchl_codegen.inspect import FORBIDDEN_SYMBOLS, compile_object
+
     write(generate(spec, np.random.default_rng(7).uniform(-1, 1, spec.genome_length), "ctl", numeric="fixed"),
           tmp_path)
     info = compile_object(tmp_path / "ctl.c", cc)  # -Werror -pedantic -Wconversion -Wshadow ...
