@@ -1,13 +1,11 @@
 """Fixed point vs float32: the zoo champions in closed loop, and the Ant network on emulated chips.
 
 Closed loop: each champion runs float32 and fixed point (integer-only C) on the same held-out
-episodes (seeds ``--seed ..``); ``kept`` = fixed mean / float mean. NcHL champions run as
-weightless NcHL (``--rule wnchl --window M``), the only rule with a fixed-point form, so their
-float32 row is that redeployment too (the native NcHL mean is printed beside it). Action error:
+episodes (seeds ``--seed ..``); ``kept`` = fixed mean / float mean. Action error:
 the fixed controller's actions minus float32's on the observations of the fixed controller's own
 episodes (``nchl verify --numeric fixed``), actions in [-1, 1].
 
-Chips: instructions per multiply-add of the zoo's weightless Ant champions (m = 2 and 10) on
+Chips: instructions per multiply-add of the zoo's Ant champions (NcHL, weightless m = 2 and 10) on
 QEMU's MPS2 boards, built for Cortex-M0 (measured on the M3 board, which executes ARMv6-M code),
 M3 and M4F; flash, RAM and stack from the cross-built objects; time per step at each core's usual
 clock (one instruction per cycle: QEMU counts instructions, not cycles).
@@ -30,8 +28,8 @@ from nchl_codegen.firmware import emulate, size_firmware
 from nchl_codegen.verify import verify
 from nchl_sim import get_task, rollout
 
-# zoo name, window it runs at in fixed point (None: its own)
-CHAMPIONS = (("ant-wnchl-m2", None), ("ant-wnchl", None), ("ant-nchl", 10), ("vsr-high-nchl", 10))
+# zoo name, window it runs at (None: its own rule; a window redeploys an NcHL genome weightless)
+CHAMPIONS = (("ant-wnchl-m2", None), ("ant-wnchl", None), ("ant-nchl", None), ("vsr-high-nchl", None))
 # board, target, the core's usual clock in MHz (STM32F0/F1/F4 class parts)
 CHIPS = (("mps2-an385", "cortex-m0", 48.0), ("mps2-an385", "cortex-m3", 72.0), ("mps2-an386", "cortex-m4f", 168.0))
 
@@ -66,7 +64,7 @@ def closed_loop(name: str, window: int | None, episodes: int, seed: int, workers
 
 def chips(steps: int) -> list[dict]:
     rows = []
-    for name in ("ant-wnchl-m2", "ant-wnchl"):
+    for name in ("ant-nchl", "ant-wnchl-m2", "ant-wnchl"):
         genome = Genome.load(f"zoo:{name}")
         spec = genome.spec
         obs = rollout(get_task(genome.task).make_env(full_length=True), make_controller(spec, genome.values), 0,
@@ -107,7 +105,8 @@ def main() -> None:
         print(f"{'champion':<16}{'runs as':<10}{'float32':>9}{'fixed':>9}{'kept':>7}{'fwd fixed':>10}"
               f"{'err max':>9}{'err mean':>9}{'|C-ref|':>8}")
         for r in loop:
-            print(f"{r['champion']:<16}{'wnchl m=' + str(r['window']):<10}{r['float_mean']:>9.2f}"
+            runs_as = r["rule"] + (f" m={r['window']}" if r["window"] else "")
+            print(f"{r['champion']:<16}{runs_as:<10}{r['float_mean']:>9.2f}"
                   f"{r['fixed_mean']:>9.2f}{100 * r['kept']:>6.0f}%{100 * r['fixed_forward']:>9.0f}%"
                   f"{r['action_error_max']:>9.3f}{r['action_error_mean']:>9.4f}{r['c_vs_reference_max_error']:>8g}"
                   + (f"   (native {r['native_rule']}: {r['native_float_mean']:.2f})" if "native_float_mean" in r

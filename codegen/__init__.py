@@ -109,8 +109,8 @@ def fixed_context(spec: Spec, genome: np.ndarray, prefix: str, obs_range: float)
         "z_q_min": fixed.Z_Q_MIN, "z_q_max": fixed.Z_Q_MAX,
     }
     if isinstance(p, fixed.NcHLPlan):
-        ctx.update(w_q=p.w_q, w_max_q=p.w_max_q, w_range=f"{p.w_max_q / 2 ** p.w_q:g} in real units",
-                   t_stop=p.t_stop)
+        ctx.update(w_q=p.w_q, w_min_q=p.w_min_q, w_max_q=p.w_max_q, t_stop=p.t_stop,
+                   w_range=f"+-{-p.w_min_q / 2 ** p.w_q:g} in real units", ssat=p.w_min_q == -(1 << 30))
     return ctx
 
 

@@ -194,19 +194,20 @@ def size_variants(spec: Spec, genome: np.ndarray, targets: list[str], windows: l
                   obs_range: float = DEFAULT_OBS_RANGE) -> list[dict]:
     """Sizes of one genome as every rule it runs as, side by side, per target: HL (for an NcHL genome,
     its synapse parameters expanded by :func:`~nchl.controllers.nchl_as_hl`), NcHL and WNcHL at each
-    window. What a user weighs when choosing a rule for a chip. ``numeric="fixed"``: WNcHL at each
-    window in float32 and in fixed point, side by side."""
+    window. What a user weighs when choosing a rule for a chip. ``numeric="fixed"``: NcHL and WNcHL
+    at each window in float32 and in fixed point, side by side."""
     from nchl.controllers import nchl_as_hl
 
     if numeric == "fixed":
         if spec.rule not in ("nchl", "wnchl"):
-            raise NchlError(f"--numeric fixed sizes weightless NcHL; a {spec.rule!r} genome does not run as one")
+            raise NchlError(f"--numeric fixed sizes NcHL and weightless NcHL; a {spec.rule!r} genome runs as neither")
         with tempfile.TemporaryDirectory() as tmp:
             prefixes = []
-            for m in windows:
-                variant = Spec("wnchl", spec.topology, window=m)
+            variants = [("nchl", Spec("nchl", spec.topology))]
+            variants += [(f"wnchl_m{m}", Spec("wnchl", spec.topology, window=m)) for m in windows]
+            for name, variant in variants:
                 for kind in ("float", "fixed"):
-                    prefix = f"wnchl_m{m}" + ("_q" if kind == "fixed" else "")
+                    prefix = name + ("_q" if kind == "fixed" else "")
                     write(generate(variant, genome, prefix, numeric=kind, obs_range=obs_range), tmp)
                     prefixes.append(prefix)
             return [size_sources(Path(tmp), prefix, t) for t in targets for prefix in prefixes]

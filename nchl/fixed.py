@@ -485,8 +485,8 @@ class NcHLLayerPlan:
     t_sat: int          # from this step count on, the bound is W_MAX
     d_post_q: int       # format of the output neurons' D
 
-    def forward_shift(self, t: int, w_max_q: int) -> int:
-        bound = w_max_q if t >= self.t_sat else t * self.dmax
+    def forward_shift(self, t: int, w_abs: int) -> int:
+        bound = w_abs if t >= self.t_sat else t * self.dmax
         return max(self.k_min, _fit(bound, self.lim))
 
     def as_context(self) -> dict:
@@ -502,7 +502,8 @@ class NcHLPlan:
     obs_max: int
     formats: dict       # parameter vector name -> Q
     w_q: int            # weight format
-    w_max_q: int        # |w| <= w_max_q (the weight range in Q w_q)
+    w_min_q: int        # w_min_q <= w <= w_max_q, Q w_q: -2**30 .. 2**30 - 1, or symmetric
+    w_max_q: int
     layers: tuple[NcHLLayerPlan, ...]
 
     @property
@@ -524,14 +525,15 @@ class NcHLPlan:
 
     @property
     def work_bytes(self) -> int:
-        """Stack: every neuron's activation (int16) and a layer's int32 sums."""
+        """Stack: every neuron's activation (int16) and four int32 terms per output neuron of a layer."""
         t = self.spec.topology
-        return 2 * t.neurons + 4 * t.max_width
+        return 2 * t.neurons + 16 * t.max_width
 
     def describe(self) -> list[str]:
         lines = [f"observations/activations/actions: int16 Q{Q_ACT}; |observation| <= {self.obs_max} "
                  f"({self.obs_max / ONE:g})",
-                 f"weights: int32 Q{self.w_q}, saturated at +-{self.w_max_q} ({self.w_max_q / 2 ** self.w_q:g})",
+                 f"weights: int32 Q{self.w_q}, saturated to [{self.w_min_q}, {self.w_max_q}] "
+                 f"(+-{-self.w_min_q / 2 ** self.w_q:g})",
                  "parameters (int16): " + ", ".join(f"{k} Q{q}" for k, q in self.formats.items())]
         for l, L in enumerate(self.layers):
             lines.append(f"layer {l}: update bound {L.dmax}/step, forward |w >> k| <= {L.lim}, k >= {L.k_min}; "
@@ -563,20 +565,27 @@ def _plan_nchl(spec: Spec, genome: np.ndarray, obs_max: int) -> NcHLPlan:
     # largest update of a step stays within int32
     for w_q in range(min(30 - math.ceil(math.log2(w_range)), W_Q_MAX), -16, -1):
         w_max_q = int(round(w_range * 2.0 ** w_q))
+        # a range of exactly 2**30 saturates to [-2**30, 2**30 - 1], as one SSAT #31 does (Cortex-M3/M4)
+        w_min_q = -w_max_q
+        if w_max_q == 1 << 30:
+            w_max_q -= 1
+            w_min_q = -(1 << 30)
         layers = []
         for l, (n, p) in enumerate(t.shapes):
             pre, post = slice(off[l], off[l + 1]), slice(off[l + 1], off[l + 2])
             layers.append(_plan_nchl_layer(
                 {"A": ints["A"][pre], "C": ints["C"][pre], "D": ints["D"][pre], "E": ints["E"][pre]},
                 {"B": ints["B"][post.start - n0:post.stop - n0], "C": ints["C"][post], "D": ints["D"][post],
-                 "E": ints["E"][post]}, formats, obs_max if l == 0 else ONE, w_q, w_max_q))
+                 "E": ints["E"][post]}, formats, obs_max if l == 0 else ONE, w_q, -w_min_q))
         if all(L is not None for L in layers):
-            return NcHLPlan(spec, obs_max, formats, w_q, w_max_q, tuple(layers))
+            return NcHLPlan(spec, obs_max, formats, w_q, w_min_q, w_max_q, tuple(layers))
     raise NchlError("fixed point: the rule's updates are too large for any weight format; "
                     "the parameters are too large for int16/int32 arithmetic")
 
 
-def _plan_nchl_layer(pre: dict, post: dict, fmt: dict, bx: int, w_q: int, w_max_q: int) -> NcHLLayerPlan | None:
+def _plan_nchl_layer(pre: dict, post: dict, fmt: dict, bx: int, w_q: int,
+                     w_abs: int) -> NcHLLayerPlan | None:
+    """``w_abs``: the largest ``|w|`` (Q ``w_q``)."""
     top = lambda a: max((abs(int(v)) for v in a), default=0)  # noqa: E731
     n, p = len(pre["A"]), len(post["B"])
     s = {}
@@ -602,19 +611,20 @@ def _plan_nchl_layer(pre: dict, post: dict, fmt: dict, bx: int, w_q: int, w_max_
     eb = top(pre["E"]) + top(post["E"])
     s["DW"] = q_t + fmt["E"] + 1 - w_q
     dmax = _shifted_bound(tb * eb, s["DW"])
-    if w_max_q + dmax > INT32_MAX:
+    if w_abs + dmax > INT32_MAX:
         return None  # a coarser weight format
     lim = INT32_MAX // (n * bx)
     k_min = max(0, w_q + Q_ACT - Z_Q_MAX)
-    if w_q + Q_ACT - max(k_min, _fit(w_max_q, lim)) < Z_Q_MIN:
+    if w_q + Q_ACT - max(k_min, _fit(w_abs, lim)) < Z_Q_MIN:
         raise NchlError(f"fixed point: a layer of {n} inputs cannot sum saturated weights in int32 "
                         "with the tanh table's precision; lower the weight range (clip)")
-    t_sat = -(-w_max_q // dmax) if dmax else 0
+    t_sat = -(-w_abs // dmax) if dmax else 0
     return NcHLLayerPlan(n, p, pre, post, s, dmax, lim, k_min, t_sat, cx.q + cy.q - fmt["D"])
 
 
 class FixedNcHL(FixedController):
-    """NcHL in integer arithmetic: int32 weights in a stated range, saturated like ``clip``.
+    """NcHL in integer arithmetic: int32 weights in a stated range, saturated like ``clip`` (the
+    default range, 32768, and any power-of-two clip lose one unit at the top: ``[-2**30, 2**30 - 1]``).
 
     State: the weights ``w0, w1, ...`` (int32, Q ``plan.w_q``) and ``t``, the plastic steps taken
     (it sets the forward pass's weight exponent; it stops at ``plan.t_stop``)."""
@@ -631,13 +641,14 @@ class FixedNcHL(FixedController):
         P = self.plan
         acts = [x]
         for L, w in zip(P.layers, self.weights):
-            k = L.forward_shift(self.t, P.w_max_q)
+            k = L.forward_shift(self.t, -P.w_min_q)
             z = rshift(w.astype(np.int64), k).T @ acts[-1]
             acts.append(tanh_q(z, P.w_q + Q_ACT - k))
         freeze = self.spec.freeze_after
         if freeze is None or self.t < freeze:
             for l, L in enumerate(P.layers):
-                self.weights[l] = _nchl_update(L, self.weights[l], acts[l], acts[l + 1], P.w_max_q)
+                self.weights[l] = _nchl_update(L, self.weights[l], acts[l], acts[l + 1], P.w_min_q,
+                                               P.w_max_q)
             self.t = min(self.t + 1, P.t_stop)
         return acts[-1].astype(np.int16)
 
@@ -649,7 +660,8 @@ class FixedNcHL(FixedController):
         self.t = int(state["t"])
 
 
-def _nchl_update(L: NcHLLayerPlan, w: np.ndarray, x: np.ndarray, y: np.ndarray, w_max_q: int) -> np.ndarray:
+def _nchl_update(L: NcHLLayerPlan, w: np.ndarray, x: np.ndarray, y: np.ndarray, w_min_q: int,
+                 w_max_q: int) -> np.ndarray:
     s, pre, post = L.shifts, L.pre, L.post
     a = rshift(pre["A"] * x, s["XA"])
     cx = rshift(pre["C"] * x, s["XC"])
@@ -658,7 +670,7 @@ def _nchl_update(L: NcHLLayerPlan, w: np.ndarray, x: np.ndarray, y: np.ndarray, 
     pd = np.multiply.outer(cx, cy) + np.multiply.outer(pre["D"], post["D"])
     t = a[:, None] + b[None, :] + rshift(pd, s["PD"])
     d = rshift(t * np.add.outer(pre["E"], post["E"]), s["DW"])
-    return np.clip(w.astype(np.int64) + d, -w_max_q, w_max_q).astype(np.int32)
+    return np.clip(w.astype(np.int64) + d, w_min_q, w_max_q).astype(np.int32)
 
 
 def make_fixed(spec: Spec, genome: object, obs_range: float = DEFAULT_OBS_RANGE) -> FixedController:

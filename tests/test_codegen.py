@@ -154,7 +154,8 @@ def test_sanitizer_build_with_random_huge_nan_inf_inputs(tmp_path, spec):
 
 GOLDEN_CASES = {"nchl": (Spec("nchl", [3, 2, 1]), "float"), "wnchl": (Spec("wnchl", [3, 2, 1], window=2), "float"),
                 "hl": (Spec("hl", [3, 2, 1], init_range=0.5, clip=2.0), "float"),
-                "wnchl_fixed": (Spec("wnchl", [3, 2, 1], window=2), "fixed")}
+                "wnchl_fixed": (Spec("wnchl", [3, 2, 1], window=2), "fixed"),
+                "nchl_fixed": (Spec("nchl", [3, 2, 1]), "fixed")}
 
 
 def golden_files(name):

@@ -258,8 +258,8 @@ def test_cli_verify_and_evaluate_fixed_point_on_an_ant_rollout(tmp_path):
 def test_strict_compile_without_libm_heap_or_stdio(tmp_path, cc):
     if shutil.which(cc) is None:
         pytest.skip(f"{cc} not installed")
-    for spec in (Spec("wnchl", [6, 5, 4, 3], window=4, freeze_after=20), Spec("nchl", [6, 5, 4, 3], freeze_after=20),
-                 Spec("nchl", [6, 5, 4, 3])):
+    for spec in (Spec("wnchl", [6, 5, 4, 3], window=4, freeze_after=20),
+                 Spec("nchl", [6, 5, 4, 3], freeze_after=20), Spec("nchl", [6, 5, 4, 3])):
         check_strict(tmp_path, spec, cc)
 
 
