@@ -100,7 +100,21 @@ def build(spec: Spec, genome: np.ndarray | None, prefix: str = "nchl_ctrl", nume
 _RUNTIME_MODULES: dict[tuple[Spec, str], Any] = {}
 
 
-class CController(Controller):
+class _StateViews:
+    """The state of a compiled controller: numpy views of its C struct, by the reference's names."""
+
+    def _views(self) -> dict[str, np.ndarray]:
+        raise NotImplementedError
+
+    def state(self) -> dict[str, np.ndarray]:
+        return {k: np.uint32(a[0]) if a.dtype == np.uint32 else a.copy() for k, a in self._views().items()}
+
+    def _load_state(self, state: dict[str, np.ndarray]) -> None:
+        for name, view in self._views().items():
+            view[...] = state[name]
+
+
+class CController(_StateViews, Controller):
     """The generated C controller behind the reference controller's interface (float32 only).
 
     ``runtime_params=False`` compiles the genome into the code, exactly as deployed;
@@ -169,15 +183,9 @@ class CController(Controller):
                                        "the controller state is unchanged")
         return self._act.copy()
 
-    def state(self) -> dict[str, np.ndarray]:
-        return {k: np.uint32(a[0]) if a.dtype == np.uint32 else a.copy() for k, a in self._views().items()}
-
-    def _load_state(self, state: dict[str, np.ndarray]) -> None:
-        for name, view in self._views().items():
-            view[...] = state[name]
 
 
-class FixedCController(FixedController):
+class FixedCController(_StateViews, FixedController):
     """The generated integer-only C behind the interface of :class:`nchl.fixed.FixedController`
     (weightless NcHL or NcHL); the float face converts observations with the generated helper
     ``<prefix>_obs_from_float``."""
@@ -246,9 +254,3 @@ class FixedCController(FixedController):
                                         "returned 1); the controller state is unchanged")
         return self._act.copy()
 
-    def state(self) -> dict[str, np.ndarray]:
-        return {k: np.uint32(a[0]) if a.dtype == np.uint32 else a.copy() for k, a in self._views().items()}
-
-    def _load_state(self, state: dict[str, np.ndarray]) -> None:
-        for name, view in self._views().items():
-            view[...] = state[name]

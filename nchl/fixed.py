@@ -1,4 +1,4 @@
-"""Fixed-point (integer-only) weightless NcHL: the Python reference of ``nchl codegen --numeric fixed``.
+"""Fixed-point (integer-only) weightless NcHL and NcHL: the Python reference of ``nchl codegen --numeric fixed``.
 
 Most microcontrollers have no FPU. This module defines an integer version of the
 weightless NcHL step and computes it with numpy integers; the generated C
@@ -47,6 +47,15 @@ two multiply-adds per input and past step instead of four. The column sums
 ``X_i`` (and ``Y_j``) are kept in the state, updated as rows are overwritten. tanh is a 257-entry table of
 ``tanh`` on ``[0, 8]`` in Q15 with linear interpolation (error below 1e-4,
 under the Q12 output's resolution).
+
+NcHL (:class:`FixedNcHL`) stores its weights, which grow to 10^3-10^4 within an
+Ant episode, so they need a stated range: int32 in the finest format that holds
+the spec's ``clip`` (default :data:`DEFAULT_WEIGHT_RANGE`), saturated there as
+``clip`` does. The update of every synapse is the float rule's four-term sum in
+int16/int32 formats planned like the window's; the forward pass multiplies
+``w >> k`` by the input, where ``k`` keeps the largest weight that ``t`` updates
+can have reached within the layer's int32 sum (block floating point whose
+exponent is known in advance: exact and cheap, and fine while weights are small).
 """
 
 from __future__ import annotations
@@ -248,6 +257,18 @@ def _narrow(v: _V, limit: int = INT16_MAX) -> tuple[int, _V]:
     return s, v.shr(s)
 
 
+def _plus_scaled(total: _V, part: _V, e: _V) -> tuple[int, int, _V]:
+    """``total + e_j part``, as the smallest shift ``k`` of ``part`` (into int16, so the product is an
+    int32), the shift that aligns ``total`` to the product's format, and the sum (within int32)."""
+    k = 0
+    while True:
+        narrowed = part.shr(k)
+        v = total.to(e.q + narrowed.q) + e * narrowed
+        if narrowed.b <= INT16_MAX and v.b <= INT32_MAX and total.to(v.q).b <= INT32_MAX:
+            return k, total.q - v.q, v
+        k += 1
+
+
 def _plan_layer(pre: dict, post: dict, fmt: dict, bx: int, m: int) -> LayerPlan:
     """Shifts of one layer, from worst-case magnitudes (Python integers, exact): every int32 sum and
     product stays within int32, every int16 within int16.
@@ -306,29 +327,15 @@ def _plan_layer(pre: dict, post: dict, fmt: dict, bx: int, m: int) -> LayerPlan:
     terms = {"a": t["SA"]}
     s["FB"], fb16 = _narrow(t["SB"])
     terms["b"] = e * fb16
-    # B_j (s_eta + eta_j s_1): s_1 narrowed to int16, s_eta aligned to eta_j s_1's format
-    k = 0
-    while True:
-        s1n = s1.shr(k)
-        u = se.to(e.q + s1n.q) + e * s1n
-        if s1n.b <= INT16_MAX and u.b <= INT32_MAX and se.to(u.q).b <= INT32_MAX:
-            break
-        k += 1
-    s["U1"], s["UE"] = k, se.q - u.q
+    # B_j (s_eta + eta_j s_1)
+    s["U1"], s["UE"], u = _plus_scaled(se, s1, e)
     s["U"], u16 = _narrow(u)
     s["BS"], bs16 = _narrow(top["B"] * u16)
     terms["y"] = bs16 * y16
     terms["g"] = top["C"] * yg16
     terms["d"] = top["CE"] * yd16
-    # K D_j (d_eta + eta_j d_1): d_1 narrowed to int16, d_eta aligned
-    k = 0
-    while True:
-        d1n = d1.shr(k)
-        dd = de.to(e.q + d1n.q) + e * d1n
-        if d1n.b <= INT16_MAX and dd.b <= INT32_MAX and de.to(dd.q).b <= INT32_MAX:
-            break
-        k += 1
-    s["D1"], s["DE"] = k, de.q - dd.q
+    # K D_j (d_eta + eta_j d_1)
+    s["D1"], s["DE"], dd = _plus_scaled(de, d1, e)
     s["DD"], dd16 = _narrow(dd)
     s["KD"], kd16 = _narrow(_V(0, m) * top["D"])
     terms["k"] = kd16 * dd16
