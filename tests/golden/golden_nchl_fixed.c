@@ -176,11 +176,14 @@ int golden_nchl_fixed_step(golden_nchl_fixed_state_t *state, const int16_t obs[G
                 const int32_t cxi = ((c[1] * xi) >> 15);
                 const int32_t di = c[2], ei = c[3];
                 const golden_nchl_fixed_terms_t *q = post;
-                for (j = 0; j < 2; ++j) {
-                    const golden_nchl_fixed_terms_t r = *q++;
-                    const int32_t t = ai + r.b + ((cxi * r.cy + di * r.d) >> 16);
-                    const int32_t v = w[j] + ((t * (ei + r.e)) >> 11);
-                    w[j] = GOLDEN_NCHL_FIXED_SAT(v);
+                for (j = 0; j < 2; j += 2, q += 2) { /* two synapses per pass */
+                    const golden_nchl_fixed_terms_t r0 = q[0], r1 = q[1];
+                    const int32_t t0 = ai + r0.b + ((cxi * r0.cy + di * r0.d) >> 16);
+                    const int32_t t1 = ai + r1.b + ((cxi * r1.cy + di * r1.d) >> 16);
+                    const int32_t v0 = w[j] + ((t0 * (ei + r0.e)) >> 11);
+                    const int32_t v1 = w[j + 1] + ((t1 * (ei + r1.e)) >> 11);
+                    w[j] = GOLDEN_NCHL_FIXED_SAT(v0);
+                    w[j + 1] = GOLDEN_NCHL_FIXED_SAT(v1);
                 }
             }
         }
@@ -204,11 +207,11 @@ int golden_nchl_fixed_step(golden_nchl_fixed_state_t *state, const int16_t obs[G
                 const int32_t cxi = ((c[1] * xi) >> 14);
                 const int32_t di = c[2], ei = c[3];
                 const golden_nchl_fixed_terms_t *q = post;
-                for (j = 0; j < 1; ++j) {
-                    const golden_nchl_fixed_terms_t r = *q++;
+                {
+                    const golden_nchl_fixed_terms_t r = post[0];
                     const int32_t t = ai + r.b + ((cxi * r.cy + di * r.d) >> 14);
-                    const int32_t v = w[j] + ((t * (ei + r.e)) >> 13);
-                    w[j] = GOLDEN_NCHL_FIXED_SAT(v);
+                    const int32_t v = w[0] + ((t * (ei + r.e)) >> 13);
+                    w[0] = GOLDEN_NCHL_FIXED_SAT(v);
                 }
             }
         }
