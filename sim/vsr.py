@@ -29,6 +29,8 @@ import numpy as np
 from nchl.errors import NchlError
 
 BIPED = ("####", "####", "#..#")
+INTEGRATORS = {"euler": mujoco.mjtIntegrator.mjINT_EULER, "implicit": mujoco.mjtIntegrator.mjINT_IMPLICIT,
+               "implicitfast": mujoco.mjtIntegrator.mjINT_IMPLICITFAST, "rk4": mujoco.mjtIntegrator.mjINT_RK4}
 
 
 class BodyError(NchlError):
@@ -86,6 +88,7 @@ class VSRParams:
     radius: float = 0.02           # m, contact spheres at the corners
     friction: float = 1.0
     timestep: float = 0.002        # s, physics step
+    integrator: str = "implicitfast"  # MuJoCo integrator: euler, implicit, implicitfast, rk4
 
 
 @dataclass(frozen=True)
@@ -112,7 +115,10 @@ def build_model(body: object = BIPED, params: VSRParams = VSRParams(),
     spec = mujoco.MjSpec()
     spec.modelname = "vsr"
     spec.option.timestep = p.timestep
-    spec.option.integrator = mujoco.mjtIntegrator.mjINT_IMPLICITFAST
+    try:
+        spec.option.integrator = INTEGRATORS[p.integrator]
+    except KeyError:
+        raise NchlError(f"unknown integrator {p.integrator!r}; choose one of {', '.join(INTEGRATORS)}") from None
 
     ground = spec.worldbody
     if terrain == "flat":

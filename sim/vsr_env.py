@@ -27,6 +27,8 @@ every 0.5 m so that motion shows when the camera follows the robot
 
 from __future__ import annotations
 
+import dataclasses
+
 import gymnasium as gym
 import mujoco
 import numpy as np
@@ -64,6 +66,18 @@ def _areas(q: np.ndarray) -> np.ndarray:
     return 0.5 * np.sum(x * np.roll(z, -1, axis=1) - np.roll(x, -1, axis=1) * z, axis=1)
 
 
+def _rescaled(substeps: int, params: VSRParams, timestep: object) -> tuple[int, VSRParams]:
+    """Sub-steps and physics settings for another physics step at the same control period."""
+    if isinstance(timestep, bool) or not isinstance(timestep, (int, float)) or not timestep > 0:
+        raise NchlError(f"timestep must be a number of seconds > 0, got {timestep!r}")
+    period = substeps * params.timestep
+    n = round(period / timestep)
+    if n < 1 or abs(n * timestep - period) > 1e-9 * period:
+        raise NchlError(f"timestep {timestep:g} s does not divide the control period {period:g} s "
+                        f"({substeps} x {params.timestep:g} s) into whole sub-steps")
+    return n, dataclasses.replace(params, timestep=period / n)
+
+
 class VSRWalkerEnv(gym.Env):
     """Walk a voxel-based soft robot forward (+x) on MuJoCo."""
 
@@ -72,9 +86,18 @@ class VSRWalkerEnv(gym.Env):
     def __init__(self, body=BIPED, sensors: str = "high", terrain: str = "flat", terrain_seed: int = 0,
                  substeps: int = 10, reset_noise: float = 0.0, velocity_scale: float = 2.0,
                  params: VSRParams = VSRParams(), render_mode: str | None = None, width: int = 480,
-                 height: int = 270, camera: str = "track") -> None:
+                 height: int = 270, camera: str = "track", timestep: float | None = None,
+                 integrator: str | None = None) -> None:
+        """``substeps`` physics steps of ``params.timestep`` make one control step. ``timestep``
+        changes the physics step and keeps the control period: the sub-steps become
+        ``substeps * params.timestep / timestep``, which must be a whole number (a convergence study
+        halves the step and doubles the sub-steps). ``integrator`` overrides ``params.integrator``."""
         if isinstance(substeps, bool) or not isinstance(substeps, int) or substeps < 1:
             raise NchlError(f"substeps must be an integer >= 1, got {substeps!r}")
+        if timestep is not None:
+            substeps, params = _rescaled(substeps, params, timestep)
+        if integrator is not None:
+            params = dataclasses.replace(params, integrator=integrator)
         if render_mode is not None and render_mode not in self.metadata["render_modes"]:
             raise NchlError(f"render_mode must be one of {self.metadata['render_modes']} or None, got {render_mode!r}")
         if camera not in ("track", "fixed"):

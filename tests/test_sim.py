@@ -3,6 +3,7 @@
 import warnings
 
 import gymnasium as gym
+import mujoco
 import numpy as np
 import pytest
 from gymnasium.utils.env_checker import check_env
@@ -66,6 +67,24 @@ def test_open_loop_sine_gait_walks_forward():
     run(env, sine_gait(env, 500))
     assert env.com_x() - info["x_position"] > 0.5  # metres in 10 s
 
+
+def test_timestep_keeps_the_control_period_and_bad_steps_are_refused():
+    base = VSRWalkerEnv()
+    for dt, substeps in ((0.001, 20), (0.0005, 40), (0.002, 10)):
+        env = gym.make("nchl/VSRWalker-v0", timestep=dt)
+        assert env.unwrapped.model.opt.timestep == pytest.approx(dt)
+        assert env.unwrapped.substeps == substeps and env.unwrapped.dt == pytest.approx(base.dt)
+        env.reset(seed=0)
+        _, _, terminated, _, _ = env.step(np.zeros(10, np.float32))
+        assert not terminated
+        env.close()
+    assert VSRWalkerEnv(timestep=0.001, integrator="rk4").model.opt.integrator == mujoco.mjtIntegrator.mjINT_RK4
+    for bad, match in ((0.003, "does not divide the control period"), (0, "timestep must be a number"),
+                       (-1e-3, "timestep must be a number"), ("1ms", "timestep must be a number")):
+        with pytest.raises(NchlError, match=match):
+            VSRWalkerEnv(timestep=bad)
+    with pytest.raises(NchlError, match="unknown integrator 'verlet'"):
+        VSRWalkerEnv(integrator="verlet")
 
 @pytest.mark.parametrize("body, match", [
     ([], "empty"),

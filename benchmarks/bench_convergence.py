@@ -1,0 +1,163 @@
+"""Does a gait depend on the physics step? Distance and trajectory at the task's step and finer ones.
+
+Every controller walks the same episode (seed ``--seed``) with the physics step divided by 1, 2,
+4, 8 and the control period fixed (the sub-steps multiply): evolved zoo champions, open-loop
+sinusoids (``u_v = sin(2 pi f t - pi col_v / 2)``, every voxel a quarter period behind its left
+neighbour) and random NcHL genomes on the VSR; the zoo's Ant champion as the reference (Gymnasium's
+model, 10 ms physics step, 5 per 50 ms control step). Reported per controller and step: the
+distance, its difference from the finest step's, and the RMS difference of the centre of mass's x
+over the episode from the finest step's trajectory. The convergence criterion of issue 21 is the
+distance at the task's step vs a quarter of it (``rel_dt_vs_quarter``).
+
+    python benchmarks/bench_convergence.py [--steps 1000] [--divisors 1,2,4,8] [--json out.json] [--plot out.png]
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import time
+
+import numpy as np
+from common import emit_json
+
+from nchl import Genome, Spec, make_controller
+from nchl.zoo import names
+from nchl_sim import get_task
+
+
+class Sinusoid:
+    """Open-loop gait: every voxel a quarter period behind its left neighbour."""
+
+    def __init__(self, freq: float, columns: np.ndarray, dt: float) -> None:
+        self.freq, self.columns, self.dt = freq, columns, dt
+
+    def reset(self, seed: int = 0) -> None:
+        self.t = 0
+
+    def step(self, obs: np.ndarray) -> np.ndarray:
+        phase = 2 * np.pi * self.freq * self.t * self.dt - 0.5 * np.pi * self.columns
+        self.t += 1
+        return np.sin(phase).astype(np.float32)
+
+
+def make_env(task_name: str, divisor: int):
+    """The task's environment, full length, its physics step divided by ``divisor``."""
+    task = get_task(task_name)
+    if task.is_ant:
+        env = task.make_env(full_length=True)
+        u = env.unwrapped
+        u.model.opt.timestep = u.model.opt.timestep / divisor
+        u.frame_skip *= divisor
+        return env
+    base = 0.002  # VSRParams' physics step; the env checks that it divides the control period
+    task = dataclasses.replace(task, kwargs={**task.kwargs, "timestep": base / divisor})
+    return task.make_env(full_length=True)
+
+
+def run(env, controller, seed: int, steps: int) -> tuple[float, np.ndarray]:
+    """Distance and the x of the centre of mass (the fitness's position) after every control step."""
+    obs, info = env.reset(seed=seed)
+    controller.reset(seed)
+    x0, xs = float(info["x_position"]), []
+    for _ in range(steps):
+        obs, _, terminated, truncated, info = env.step(controller.step(obs))
+        xs.append(float(info["x_position"]))
+        if terminated or truncated:
+            break
+    return xs[-1] - x0, np.array(xs) - x0
+
+
+def controllers(task_name: str, n_random: int):
+    """(label, kind, factory(env)) for one task."""
+    out = []
+    for name in names():
+        g = Genome.load(f"zoo:{name}")
+        if g.task == task_name and not (task_name == "ant" and name != "ant-nchl"):  # one Ant reference
+            out.append((f"zoo:{name}", "evolved", lambda env, g=g: g.controller()))
+    task = get_task(task_name)
+    if not task.is_ant:
+        for f in (1.0, 2.0, 5.0):
+            out.append((f"sine {f:g} Hz", "open-loop",
+                        lambda env, f=f: Sinusoid(f, env.unwrapped.vsr.voxels[:, 1].astype(float), env.unwrapped.dt)))
+        spec = Spec("nchl", task.topology())
+        for k in range(n_random):
+            genome = np.random.default_rng(k).uniform(-1, 1, spec.genome_length)
+            out.append((f"random nchl {k}", "random", lambda env, genome=genome: make_controller(spec, genome)))
+    return out
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--tasks", default="vsr-high,ant")
+    ap.add_argument("--divisors", default="1,2,4,8")
+    ap.add_argument("--steps", type=int, default=1000)
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--random", type=int, default=3, help="random NcHL genomes per VSR task")
+    ap.add_argument("--json", metavar="PATH")
+    ap.add_argument("--plot", metavar="PNG", help="trajectories of each controller at each step")
+    args = ap.parse_args()
+    divisors = [int(d) for d in args.divisors.split(",")]
+    rows, traces = [], {}
+    for task_name in args.tasks.split(","):
+        for label, kind, factory in controllers(task_name, args.random):
+            per = {}
+            for d in divisors:
+                env = make_env(task_name, d)
+                t0 = time.perf_counter()
+                dist, xs = run(env, factory(env), args.seed, args.steps)
+                wall = time.perf_counter() - t0
+                per[d] = (dist, xs, env.unwrapped.model.opt.timestep, len(xs) / wall)
+                env.close()
+            finest = per[max(divisors)]
+            for d in divisors:
+                dist, xs, dt, sps = per[d]
+                n = min(len(xs), len(finest[1]))
+                rows.append({"task": task_name, "controller": label, "kind": kind, "divisor": d, "timestep": dt,
+                             "distance": dist, "env_steps_per_s": sps,
+                             "rel_vs_finest": abs(dist - finest[0]) / max(abs(finest[0]), 1e-9),
+                             "com_rms_vs_finest": float(np.sqrt(np.mean((xs[:n] - finest[1][:n]) ** 2)))})
+            if 1 in per and 4 in per:
+                quarter = per[4][0]
+                for r in rows[-len(divisors):]:
+                    r["rel_dt_vs_quarter"] = abs(per[1][0] - quarter) / max(abs(quarter), 1e-9)
+            traces[(task_name, label)] = {d: per[d][1] for d in divisors}
+    print(f"distance (m) after {args.steps} control steps, seed {args.seed}; physics step divided by "
+          f"{', '.join(map(str, divisors))}, control period fixed")
+    print(f"{'task':<10}{'controller':<22}" + "".join(f"{'dt/' + str(d):>9}" for d in divisors)
+          + f"{'|dt-dt/4|':>11}{'steps/s':>9}")
+    for key in traces:
+        rs = [r for r in rows if (r["task"], r["controller"]) == key]
+        rel = rs[0].get("rel_dt_vs_quarter")
+        print(f"{key[0]:<10}{key[1]:<22}" + "".join(f"{r['distance']:>9.2f}" for r in rs)
+              + (f"{100 * rel:>10.1f}%" if rel is not None else f"{'':>11}") + f"{rs[0]['env_steps_per_s']:>9.0f}")
+    if args.plot:
+        plot(traces, divisors, args.plot)
+    emit_json({"benchmark": "convergence", "steps": args.steps, "seed": args.seed, "rows": rows}, args.json)
+
+
+def plot(traces: dict, divisors: list[int], path: str) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    n = len(traces)
+    cols = min(n, 3)
+    fig, axes = plt.subplots((n + cols - 1) // cols, cols, figsize=(4.2 * cols, 3.0 * ((n + cols - 1) // cols)),
+                             squeeze=False)
+    for ax, ((task, label), per) in zip(axes.ravel(), traces.items()):
+        for d in divisors:
+            ax.plot(per[d], label=f"dt/{d}", lw=1)
+        ax.set_title(f"{task}: {label}", fontsize=9)
+        ax.set_xlabel("control step")
+        ax.set_ylabel("x (m)")
+    for ax in axes.ravel()[n:]:
+        ax.axis("off")
+    axes[0, 0].legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+
+
+if __name__ == "__main__":
+    main()
