@@ -7,6 +7,7 @@ import json
 import os
 import signal
 import sys
+from pathlib import Path
 from typing import Sequence
 
 from . import __version__
@@ -162,21 +163,26 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
 
 
 def cmd_stress(args: argparse.Namespace) -> int:
-    from .stress import parse_conditions, plot, run_stress, table
+    from .stress import parse_conditions, plot, read_table, run_stress, table
 
-    genome, spec, task = _genome_task(args)
-    conditions = parse_conditions(args.conditions, task.name, args.strengths, args.onset)
-    report = run_stress(spec, genome.values, task.name, conditions, args.episodes, args.seed, args.workers,
-                        args.backend, log=lambda m: print(m, file=sys.stderr))
-    report["genome"] = str(args.genome)
+    if Path(args.genome).is_dir():  # a campaign cell (or its archive): the table it already holds
+        report = read_table(args.genome)
+        task_name, episodes = report["task"], report["episodes"]
+    else:
+        genome, spec, task = _genome_task(args)
+        task_name, episodes = task.name, args.episodes
+        conditions = parse_conditions(args.conditions, task.name, args.strengths, args.onset)
+        report = run_stress(spec, genome.values, task.name, conditions, args.episodes, args.seed, args.workers,
+                            args.backend, log=lambda m: print(m, file=sys.stderr))
+        report["genome"] = str(args.genome)
     if args.plot:
-        plot(report, args.plot, f"{args.genome} on {task.name}: {args.episodes} held-out episodes "
+        plot(report, args.plot, f"{args.genome} on {task_name}: {episodes} held-out episodes "
                                 f"(seeds {report['seeds'][0]}..{report['seeds'][1]})")
         print(f"wrote {args.plot}", file=sys.stderr)
     if args.json:
         print(json.dumps(report))
     else:
-        print(f"{args.genome} on {task.name}, {args.episodes} held-out episodes "
+        print(f"{args.genome} on {task_name}, {episodes} held-out episodes "
               f"(seeds {report['seeds'][0]}..{report['seeds'][1]}); retained = mean / intact mean")
         print(table(report))
     return 0
@@ -327,8 +333,6 @@ def cmd_verify(args: argparse.Namespace) -> int:
 
 def cmd_size(args: argparse.Namespace) -> int:
     """Cortex-M flash/RAM/stack of generated controllers (a folder) or of a genome's variants."""
-    from pathlib import Path
-
     from nchl_codegen.firmware import size_folder, size_variants
 
     from .genome import Genome

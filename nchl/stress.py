@@ -123,6 +123,26 @@ def run_stress(spec: Spec, genome: np.ndarray, task: str, conditions: list[Condi
             "intact": intact, "conditions": rows}
 
 
+def read_table(cell: str | Path) -> dict:
+    """The stress table a campaign stored for a champion (``CELL/stress.json``, archived or not)."""
+    import json
+
+    from .campaign import STRESS
+
+    path = Path(cell) / STRESS
+    try:
+        report = json.loads(path.read_text())
+        report["task"], report["conditions"], report["intact"]  # noqa: B018 - the fields the table needs
+    except FileNotFoundError:
+        best = Path(cell) / "best.npz"
+        hint = f"stress its champion: nchl stress {best}" if best.is_file() else "give a campaign cell's directory"
+        raise NchlError(f"{cell} holds no {STRESS}; {hint}") from None
+    except (OSError, ValueError, KeyError, TypeError) as e:
+        raise NchlError(f"{path} is not a stress table written by nchl ({e})") from None
+    report["genome"] = str(Path(cell) / "best.npz")
+    return report
+
+
 def table(report: dict) -> str:
     head = (f"{'condition':<14}{'strength':>10}  {'mean m':>8}{'median m':>10}{'forward':>9}{'retained':>10}"
             f"{'saturated':>11}{'freq Hz':>9}")

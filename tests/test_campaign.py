@@ -241,6 +241,10 @@ def check_archive(tmp_path, md):
     r = nchl("report", "arch", "-o", "rep-arch", "--behaviour-episodes", "1")
     assert r.returncode == 0, r.stderr
     assert (tmp_path / "rep-arch" / "report.md").read_text().split("## ")[1:] == md.split("## ")[1:]
+    r = nchl("stress", "arch/vsr-low-nchl-s0")  # the stored table, not a rerun
+    assert r.returncode == 0 and "dead-motor" in r.stdout and "retained" in r.stdout, r.stderr
+    r = nchl("stress", "arch")
+    assert r.returncode == 2 and "holds no stress.json" in r.stderr
     r = nchl("campaign", "c.toml", "--out", "arch", "--workers", "1")  # nothing left to run
     assert r.returncode == 0 and "(0 run now)" in r.stdout, r.stderr
     r = nchl("archive", "c", "--out", "c")
