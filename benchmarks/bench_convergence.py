@@ -24,6 +24,7 @@ from common import emit_json
 from nchl import Genome, Spec, make_controller
 from nchl.zoo import names
 from nchl_sim import get_task
+from nchl_sim.vsr import VSRParams
 
 
 class Sinusoid:
@@ -41,8 +42,9 @@ class Sinusoid:
         return np.sin(phase).astype(np.float32)
 
 
-def make_env(task_name: str, divisor: int):
-    """The task's environment, full length, its physics step divided by ``divisor``."""
+def make_env(task_name: str, divisor: int, vsr_params: dict | None = None):
+    """The task's environment, full length, its physics step divided by ``divisor`` (VSR: with
+    :class:`~nchl_sim.vsr.VSRParams` fields changed by ``vsr_params``)."""
     task = get_task(task_name)
     if task.is_ant:
         env = task.make_env(full_length=True)
@@ -50,8 +52,8 @@ def make_env(task_name: str, divisor: int):
         u.model.opt.timestep = u.model.opt.timestep / divisor
         u.frame_skip *= divisor
         return env
-    base = 0.002  # VSRParams' physics step; the env checks that it divides the control period
-    task = dataclasses.replace(task, kwargs={**task.kwargs, "timestep": base / divisor})
+    params = VSRParams(**(vsr_params or {}))
+    task = dataclasses.replace(task, kwargs={**task.kwargs, "params": params, "timestep": params.timestep / divisor})
     return task.make_env(full_length=True)
 
 
@@ -96,14 +98,17 @@ def main() -> None:
     ap.add_argument("--random", type=int, default=3, help="random NcHL genomes per VSR task")
     ap.add_argument("--json", metavar="PATH")
     ap.add_argument("--plot", metavar="PNG", help="trajectories of each controller at each step")
+    ap.add_argument("--vsr-params", default="", metavar="NAME=VALUE,...",
+                    help="VSR model settings to try (VSRParams fields, e.g. corner_mass=0.2,damping=5)")
     args = ap.parse_args()
     divisors = [int(d) for d in args.divisors.split(",")]
+    vsr_params = {k: float(v) for k, v in (item.split("=") for item in args.vsr_params.split(",") if item)}
     rows, traces = [], {}
     for task_name in args.tasks.split(","):
         for label, kind, factory in controllers(task_name, args.random):
             per = {}
             for d in divisors:
-                env = make_env(task_name, d)
+                env = make_env(task_name, d, vsr_params)
                 t0 = time.perf_counter()
                 dist, xs = run(env, factory(env), args.seed, args.steps)
                 wall = time.perf_counter() - t0
@@ -133,7 +138,8 @@ def main() -> None:
               + (f"{100 * rel:>10.1f}%" if rel is not None else f"{'':>11}") + f"{rs[0]['env_steps_per_s']:>9.0f}")
     if args.plot:
         plot(traces, divisors, args.plot)
-    emit_json({"benchmark": "convergence", "steps": args.steps, "seed": args.seed, "rows": rows}, args.json)
+    emit_json({"benchmark": "convergence", "steps": args.steps, "seed": args.seed, "vsr_params": vsr_params,
+               "rows": rows}, args.json)
 
 
 def plot(traces: dict, divisors: list[int], path: str) -> None:
