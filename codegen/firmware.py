@@ -68,11 +68,14 @@ BOARDS = {
     "mps2-an386": Board("cortex-m4f", "0x00000000", "4M", "0x20000000", "4M", 25_000_000),
     "mps2-an385": Board("cortex-m3", "0x00000000", "4M", "0x20000000", "4M", 25_000_000),
     "mps2-an505": Board("cortex-m33", "0x10000000", "4M", "0x38000000", "2M", 20_000_000),
+    # BBC micro:bit v1 (nRF51822): a real Cortex-M0 part, 256 KB flash, 16 KB RAM, 16 MHz
+    "microbit": Board("cortex-m0", "0x00000000", "256K", "0x20000000", "16K", 16_000_000),
 }
 ICOUNT_SHIFT = 6  # 64 ns of virtual time per instruction
 # which builds a board's core executes: ARMv6-M (M0) is a subset of ARMv7-M (M3, M4) and of ARMv8-M
 # Mainline (M33); code built for a hard-float ABI needs an FPU
 RUNS_ON = {
+    "cortex-m0": ("cortex-m0",),
     "cortex-m3": ("cortex-m3", "cortex-m0"),
     "cortex-m4f": ("cortex-m4f", "cortex-m3", "cortex-m0"),
     "cortex-m33": ("cortex-m33", "cortex-m3", "cortex-m0"),
@@ -121,8 +124,16 @@ def _link(folder: Path, target: str, sources: list[str], board: Board) -> Path:
                                             ram_length=board.ram_length))
     (folder / "startup.c").write_text(_render("startup.c.j2"))
     elf = folder / "firmware.elf"
-    _run([CC, *_target_flags(target), *FLAGS, *LINK, "-T", "link.ld", "-o", elf.name, "startup.c", *sources],
-         folder, f"{CC} ({target})")
+    cmd = [CC, *_target_flags(target), *FLAGS, *LINK, "-T", "link.ld", "-o", elf.name, "startup.c", *sources]
+    r = subprocess.run(cmd, cwd=folder, capture_output=True, text=True)
+    overflow = re.search(r"region `(RAM|FLASH)' overflowed by (\d+) bytes", r.stderr)
+    if overflow:
+        region, length = overflow.groups()
+        size = board.ram_length if region == "RAM" else board.flash_length
+        raise NchlError(f"the firmware does not fit the board: {region} ({size}) overflowed by {length} bytes "
+                        "(nchl size shows what the controller needs)")
+    if r.returncode != 0:
+        raise NchlError(f"{CC} ({target}) failed:\n{' '.join(cmd)}\n{r.stderr[-4000:]}")
     return elf
 
 

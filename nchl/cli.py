@@ -611,7 +611,8 @@ def build_parser() -> argparse.ArgumentParser:
     q.add_argument("genome", help="genome file (.npz) or zoo:NAME")
     q.add_argument("--task", help="default: the genome's task")
     q.add_argument("--board", default="mps2-an386",
-                   help="mps2-an386 (Cortex-M4F, default), mps2-an385 (Cortex-M3, soft float), mps2-an505 (Cortex-M33)")
+                   help="mps2-an386 (Cortex-M4F, default), mps2-an385 (Cortex-M3, soft float), mps2-an505 "
+                        "(Cortex-M33), microbit (Cortex-M0, 16 KB RAM)")
     q.add_argument("--clock-mhz", dest="clock_mhz", type=float, default=100.0,
                    help="clock for the time-per-step estimate (default 100 MHz)")
     q.add_argument("--trace", metavar="NPZ", help="observations from nchl evaluate --trace (default: record one)")

@@ -271,3 +271,22 @@ def check_strict(tmp_path, spec, cc):
     info = compile_object(tmp_path / "ctl.c", cc)  # -Werror -pedantic -Wconversion -Wshadow ...
     assert not set(info.undefined) & set(FORBIDDEN_SYMBOLS)
     assert set(info.undefined) <= {"__stack_chk_fail", "memset", "memcpy"}
+
+
+@pytest.mark.skipif(any(shutil.which(t) is None for t in ("arm-none-eabi-gcc", "qemu-system-arm")),
+                    reason="Cortex-M toolchain not installed: run setup.sh")
+def test_the_micro_bit_runs_a_weightless_controller_and_refuses_what_does_not_fit():
+    """QEMU's BBC micro:bit, a real Cortex-M0 with 16 KB of RAM: the M0 build replays exactly."""
+    from nchl_codegen.firmware import emulate
+
+    spec = Spec("wnchl", [27, 32, 8], window=2)
+    genome = np.random.default_rng(8).uniform(-1, 1, spec.genome_length)
+    obs = np.random.default_rng(9).normal(0, 1, (12, 27))
+    r = emulate(spec, genome, obs, seed=0, board_name="microbit", numeric="fixed", obs_range=5.0, clock_mhz=16)
+    assert r["target"] == "cortex-m0" and r["max_abs_error"] == 0.0 and r["nonzero_status"] == 0
+    assert r["instructions_per_step_median"] > r["floor_macs_per_step"]
+    big = Spec("nchl", [27, 128, 64, 8])  # 48 KB of weights
+    with pytest.raises(NchlError, match=r"does not fit the board: RAM \(16K\) overflowed"):
+        emulate(big, np.zeros(big.genome_length), obs[:2], seed=0, board_name="microbit", numeric="fixed")
+    with pytest.raises(NchlError, match="cannot run code built for cortex-m3"):
+        emulate(spec, genome, obs[:2], seed=0, board_name="microbit", target="cortex-m3", numeric="fixed")
