@@ -1,4 +1,5 @@
-"""Cortex-M builds of the generated controller: size reports and emulated replay.
+"""Microcontroller builds of the generated controller (Cortex-M, and RV32IMC for fixed point): size
+reports and emulated replay.
 
 * :func:`size_firmware` links the controller into the smallest firmware that
   owns its state (``size_main.c``) for one core and reports flash
@@ -6,14 +7,16 @@
   and the worst stack of a step from ``-fstack-usage``.
 * :func:`emulate` builds a bare-metal image for an emulated board (startup code,
   linker script and replay program, all from ``firmware_templates/``), replays
-  an observation trace through ``<prefix>_step`` under ``qemu-system-arm`` and
-  compares every action with the Python reference. Cost per step comes from
-  SysTick under ``-icount``: QEMU then advances virtual time by ``2**shift`` ns
-  per instruction, so the tick count is a deterministic function of the
-  instructions executed.
+  an observation trace through ``<prefix>_step`` under ``qemu-system-arm`` (or
+  ``qemu-system-riscv32``) and compares every action with the Python reference.
+  Cost per step comes from SysTick (RISC-V: the ``instret`` counter) under
+  ``-icount``: QEMU then advances virtual time by ``2**shift`` ns per
+  instruction, so the count is a deterministic function of the instructions
+  executed.
 
-Toolchain: Debian's ``gcc-arm-none-eabi``, ``libnewlib-arm-none-eabi`` and
-``qemu-system-arm``.
+Toolchains: Debian's ``gcc-arm-none-eabi``, ``libnewlib-arm-none-eabi`` and
+``qemu-system-arm``; for RISC-V ``gcc-riscv64-unknown-elf`` and
+``qemu-system-misc`` (freestanding: no C library).
 """
 
 from __future__ import annotations
@@ -37,18 +40,40 @@ from nchl.fixed import DEFAULT_OBS_RANGE, ONE, make_fixed, quantize_observation
 
 from . import _environment, c_float, generate, write
 
-CC = "arm-none-eabi-gcc"
-SIZE = "arm-none-eabi-size"
-QEMU = "qemu-system-arm"
+
+
+@dataclass(frozen=True)
+class Toolchain:
+    """Compiler, size tool, emulator and link settings of one architecture."""
+
+    arch: str
+    cc: str
+    size: str
+    qemu: str
+    cflags: tuple[str, ...]
+    link: tuple[str, ...]
+    startup: str        # template of the startup file
+    packages: str       # Debian packages that provide it
+
+
+ARM = Toolchain("arm", "arm-none-eabi-gcc", "arm-none-eabi-size", "qemu-system-arm", (),
+                ("-nostartfiles", "-Wl,--gc-sections", "--specs=nano.specs"), "startup.c.j2",
+                "gcc-arm-none-eabi, libnewlib-arm-none-eabi and qemu-system-arm")
+# freestanding: the controller needs no C library; the startup file brings memset/memcpy
+RISCV = Toolchain("riscv", "riscv64-unknown-elf-gcc", "riscv64-unknown-elf-size", "qemu-system-riscv32",
+                  ("-ffreestanding", "-fno-tree-loop-distribute-patterns"),
+                  ("-nostdlib", "-nostartfiles", "-Wl,--gc-sections", "-Wl,--no-relax", "-lgcc"), "startup_riscv.c.j2",
+                  "gcc-riscv64-unknown-elf and qemu-system-misc")
 TARGETS = {
     "cortex-m4f": ("-mcpu=cortex-m4", "-mthumb", "-mfloat-abi=hard", "-mfpu=fpv4-sp-d16"),
     "cortex-m0": ("-mcpu=cortex-m0", "-mthumb", "-mfloat-abi=soft"),
     "cortex-m3": ("-mcpu=cortex-m3", "-mthumb", "-mfloat-abi=soft"),
     "cortex-m33": ("-mcpu=cortex-m33", "-mthumb", "-mfloat-abi=hard", "-mfpu=fpv5-sp-d16"),
+    "rv32imc": ("-march=rv32imc", "-mabi=ilp32"),  # no F extension: integer code, or soft float
 }
+TOOLCHAINS = {target: RISCV if target.startswith("rv") else ARM for target in TARGETS}
 FLAGS = ("-std=c99", "-O2", "-ffp-contract=off", "-ffunction-sections", "-fdata-sections", "-Wall", "-Wextra",
          "-Werror", "-fstack-usage")
-LINK = ("-nostartfiles", "-Wl,--gc-sections", "--specs=nano.specs")
 
 
 @dataclass(frozen=True)
@@ -58,7 +83,8 @@ class Board:
     flash_length: str
     ram_origin: str
     ram_length: str
-    cpu_hz: int
+    cpu_hz: int                     # counter ticks per second (RISC-V instret under -icount: ns)
+    machine: tuple[str, ...] = ()   # QEMU machine arguments (default: -M with the board's name)
 
 
 # QEMU's MPS2 boards: code in ZBT SSRAM1, data in ZBT SSRAM2/3. an386: Cortex-M4 with FPU;
@@ -70,11 +96,15 @@ BOARDS = {
     "mps2-an505": Board("cortex-m33", "0x10000000", "4M", "0x38000000", "2M", 20_000_000),
     # BBC micro:bit v1 (nRF51822): a real Cortex-M0 part, 256 KB flash, 16 KB RAM, 16 MHz
     "microbit": Board("cortex-m0", "0x00000000", "256K", "0x20000000", "16K", 16_000_000),
+    # QEMU's RISC-V virt machine, 32-bit, no firmware: the image is loaded into its DRAM at 0x80000000
+    "riscv32-virt": Board("rv32imc", "0x80000000", "4M", "0x80400000", "4M", 1_000_000_000,
+                          ("-M", "virt", "-bios", "none")),
 }
 ICOUNT_SHIFT = 6  # 64 ns of virtual time per instruction
 # which builds a board's core executes: ARMv6-M (M0) is a subset of ARMv7-M (M3, M4) and of ARMv8-M
 # Mainline (M33); code built for a hard-float ABI needs an FPU
 RUNS_ON = {
+    "rv32imc": ("rv32imc",),
     "cortex-m0": ("cortex-m0",),
     "cortex-m3": ("cortex-m3", "cortex-m0"),
     "cortex-m4f": ("cortex-m4f", "cortex-m3", "cortex-m0"),
@@ -83,11 +113,16 @@ RUNS_ON = {
 _CTYPE = {"float": "float", "fixed": "int16_t"}  # observation and action type of the generated step
 
 
-def check_toolchain(*tools: str) -> None:
-    missing = [t for t in tools if shutil.which(t) is None]
+def check_toolchain(target: str, numeric: str, emulator: bool = False) -> Toolchain:
+    """The target's toolchain, or a clear error naming the Debian packages that are missing."""
+    tc = TOOLCHAINS[target]
+    if tc is RISCV and numeric != "fixed":
+        raise NchlError(f"{target} builds the integer-only controller (--numeric fixed): the float32 C needs "
+                        "<math.h>, and the RISC-V toolchain here has no C library")
+    missing = [t for t in (tc.cc, tc.size, *((tc.qemu,) if emulator else ())) if shutil.which(t) is None]
     if missing:
-        raise NchlError(f"{', '.join(missing)} not found; install Debian's gcc-arm-none-eabi, "
-                        "libnewlib-arm-none-eabi and qemu-system-arm")
+        raise NchlError(f"{', '.join(missing)} not found; install Debian's {tc.packages}")
+    return tc
 
 
 def _target_flags(target: str) -> tuple[str, ...]:
@@ -108,8 +143,8 @@ def _run(cmd: list[str], cwd: Path, what: str) -> str:
     return r.stdout
 
 
-def _sections(path: Path) -> dict[str, int]:
-    out = _run([SIZE, "-A", str(path)], path.parent, "arm-none-eabi-size")
+def _sections(path: Path, tc: Toolchain) -> dict[str, int]:
+    out = _run([tc.size, "-A", str(path)], path.parent, tc.size)
     sizes: dict[str, int] = {}
     for line in out.splitlines():
         m = re.match(r"^(\.\S+)\s+(\d+)\s+\d+", line)
@@ -122,9 +157,11 @@ def _link(folder: Path, target: str, sources: list[str], board: Board) -> Path:
     (folder / "link.ld").write_text(_render("link.ld.j2", board=board.target, flash_origin=board.flash_origin,
                                             flash_length=board.flash_length, ram_origin=board.ram_origin,
                                             ram_length=board.ram_length))
-    (folder / "startup.c").write_text(_render("startup.c.j2"))
+    tc = TOOLCHAINS[target]
+    (folder / "startup.c").write_text(_render(tc.startup))
     elf = folder / "firmware.elf"
-    cmd = [CC, *_target_flags(target), *FLAGS, *LINK, "-T", "link.ld", "-o", elf.name, "startup.c", *sources]
+    cmd = [tc.cc, *_target_flags(target), *FLAGS, *tc.cflags, "-T", "link.ld", "-o", elf.name, "startup.c", *sources,
+           *tc.link]
     r = subprocess.run(cmd, cwd=folder, capture_output=True, text=True)
     overflow = re.search(r"region `(RAM|FLASH)' overflowed by (\d+) bytes", r.stderr)
     if overflow:
@@ -133,7 +170,7 @@ def _link(folder: Path, target: str, sources: list[str], board: Board) -> Path:
         raise NchlError(f"the firmware does not fit the board: {region} ({size}) overflowed by {length} bytes "
                         "(nchl size shows what the controller needs)")
     if r.returncode != 0:
-        raise NchlError(f"{CC} ({target}) failed:\n{' '.join(cmd)}\n{r.stderr[-4000:]}")
+        raise NchlError(f"{tc.cc} ({target}) failed:\n{' '.join(cmd)}\n{r.stderr[-4000:]}")
     return elf
 
 
@@ -162,9 +199,9 @@ def read_header(header: Path) -> dict:
 
 def size_sources(src: Path, prefix: str, target: str) -> dict:
     """Flash, RAM and stack of generated ``<prefix>.c/.h`` linked into a minimal firmware for ``target``."""
-    check_toolchain(CC, SIZE)
     flags = _target_flags(target)
     info = read_header(src / f"{prefix}.h")
+    tc = check_toolchain(target, info["numeric"])
     board = Board(target, "0x00000000", "16M", "0x20000000", "16M", 0)  # roomy: we measure, not fit
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp)
@@ -173,8 +210,9 @@ def size_sources(src: Path, prefix: str, target: str) -> dict:
         (folder / "size_main.c").write_text(_render("size_main.c.j2", prefix=prefix, P=prefix.upper(),
                                                     ctype=_CTYPE[info["numeric"]]))
         elf = _link(folder, target, ["size_main.c", f"{prefix}.c"], board)
-        _run([CC, *flags, *FLAGS, "-c", f"{prefix}.c", "-o", f"{prefix}.o"], folder, f"{CC} ({target})")
-        image, obj = _sections(elf), _sections(folder / f"{prefix}.o")
+        _run([tc.cc, *flags, *FLAGS, *tc.cflags, "-c", f"{prefix}.c", "-o", f"{prefix}.o"], folder,
+             f"{tc.cc} ({target})")
+        image, obj = _sections(elf, tc), _sections(folder / f"{prefix}.o", tc)
         stack = _stack(folder, prefix)
     flash = sum(image.get(s, 0) for s in (".isr_vector", ".text", ".rodata", ".ARM.exidx", ".data"))
     ram = image.get(".data", 0) + image.get(".bss", 0)
@@ -221,7 +259,8 @@ def size_variants(spec: Spec, genome: np.ndarray, targets: list[str], windows: l
                     prefix = name + ("_q" if kind == "fixed" else "")
                     write(generate(variant, genome, prefix, numeric=kind, obs_range=obs_range), tmp)
                     prefixes.append(prefix)
-            return [size_sources(Path(tmp), prefix, t) for t in targets for prefix in prefixes]
+            return [size_sources(Path(tmp), prefix, t) for t in targets for prefix in prefixes
+                    if TOOLCHAINS[t] is ARM or prefix.endswith("_q")]  # RISC-V: integer code only
     if spec.rule in ("hl", "static"):  # no other rule runs these genomes (a C prefix cannot be "static")
         variants = [("hl" if spec.rule == "hl" else "static_net", spec, genome)]
     else:
@@ -251,13 +290,13 @@ def emulate(spec: Spec, genome: np.ndarray, obs: np.ndarray, seed: int, board_na
 
     from .verify import ulp_distance
 
-    check_toolchain(CC, SIZE, QEMU)
     try:
         board = BOARDS[board_name]
     except KeyError:
         raise NchlError(f"unknown board {board_name!r}; choose one of {', '.join(BOARDS)}") from None
     target = target or board.target
     _target_flags(target)
+    tc = check_toolchain(target, numeric, emulator=True)
     if target not in RUNS_ON[board.target]:
         raise NchlError(f"board {board_name} ({board.target}) cannot run code built for {target}; "
                         f"it runs {', '.join(RUNS_ON[board.target])}")
@@ -278,15 +317,15 @@ def emulate(spec: Spec, genome: np.ndarray, obs: np.ndarray, seed: int, board_na
         write(generate(spec, genome, prefix, numeric=numeric, obs_range=obs_range), folder)
         (folder / "replay_main.c").write_text(_render(
             "replay_main.c.j2", prefix=prefix, P=prefix.upper(), steps=len(obs), seed=seed, obs=literals,
-            ctype=_CTYPE[numeric]))
+            ctype=_CTYPE[numeric], arch=tc.arch))
         elf = _link(folder, target, ["replay_main.c", f"{prefix}.c"], board)
-        cmd = [QEMU, "-M", board_name, "-nographic", "-monitor", "none", "-serial", "none",
+        cmd = [tc.qemu, *(board.machine or ("-M", board_name)), "-nographic", "-monitor", "none", "-serial", "none",
                "-semihosting-config", "enable=on,target=native", "-icount", f"shift={ICOUNT_SHIFT}",
                "-kernel", str(elf)]
         try:
             r = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout)
         except subprocess.TimeoutExpired:
-            raise NchlError(f"{QEMU} did not finish within {timeout:.0f} s") from None
+            raise NchlError(f"{tc.qemu} did not finish within {timeout:.0f} s") from None
     text = r.stdout + r.stderr  # QEMU writes the semihosting console to one of them
     lines = [ln.split() for ln in text.splitlines() if ln.startswith("S ")]
     if "DONE" not in text or len(lines) != len(obs):

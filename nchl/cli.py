@@ -600,7 +600,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     q = sub.add_parser("size", help="Cortex-M flash/RAM/stack of generated C, or of a genome's HL/NcHL/WNcHL")
     q.add_argument("path", help="folder of generated <prefix>.c/.h, a genome file (.npz) or zoo:NAME")
-    q.add_argument("--target", default="cortex-m4f", help="cortex-m4f, cortex-m0, cortex-m33 (comma-separated)")
+    q.add_argument("--target", default="cortex-m4f",
+                   help="cortex-m4f, cortex-m0, cortex-m3, cortex-m33, rv32imc (--numeric fixed) (comma-separated)")
     q.add_argument("--windows", default=[1, 10, 50], type=_windows,
                    help="WNcHL windows for a genome, comma-separated (default 1,10,50)")
     _numeric_arg(q)
@@ -612,7 +613,7 @@ def build_parser() -> argparse.ArgumentParser:
     q.add_argument("--task", help="default: the genome's task")
     q.add_argument("--board", default="mps2-an386",
                    help="mps2-an386 (Cortex-M4F, default), mps2-an385 (Cortex-M3, soft float), mps2-an505 "
-                        "(Cortex-M33), microbit (Cortex-M0, 16 KB RAM)")
+                        "(Cortex-M33), microbit (Cortex-M0, 16 KB RAM), riscv32-virt (rv32imc, --numeric fixed)")
     q.add_argument("--clock-mhz", dest="clock_mhz", type=float, default=100.0,
                    help="clock for the time-per-step estimate (default 100 MHz)")
     q.add_argument("--trace", metavar="NPZ", help="observations from nchl evaluate --trace (default: record one)")

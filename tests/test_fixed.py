@@ -3,6 +3,7 @@ exactly, stays inside its planned ranges, and the Cortex-M0 build holds no float
 
 import json
 import math
+import os
 import shutil
 import subprocess
 import sys
@@ -290,3 +291,29 @@ def test_the_micro_bit_runs_a_weightless_controller_and_refuses_what_does_not_fi
         emulate(big, np.zeros(big.genome_length), obs[:2], seed=0, board_name="microbit", numeric="fixed")
     with pytest.raises(NchlError, match="cannot run code built for cortex-m3"):
         emulate(spec, genome, obs[:2], seed=0, board_name="microbit", target="cortex-m3", numeric="fixed")
+
+
+RISCV_TOOLS = ("riscv64-unknown-elf-gcc", "riscv64-unknown-elf-size", "qemu-system-riscv32")
+riscv_missing = [t for t in RISCV_TOOLS if shutil.which(t) is None]
+if riscv_missing and os.environ.get("CI"):
+    raise RuntimeError(f"CI must have the RISC-V toolchain; missing {riscv_missing} (run setup.sh --test)")
+
+
+@pytest.mark.skipif(bool(riscv_missing), reason="RISC-V toolchain not installed: run setup.sh --test")
+@pytest.mark.parametrize("window", [2, None])
+def test_rv32imc_build_replays_the_integer_reference_exactly(window):
+    """QEMU's 32-bit RISC-V virt machine, rv32imc (no FPU), freestanding: 0 difference; the float32 C
+    (which needs a C library) is refused with a clear error; sizes like on the Cortex-M."""
+    from nchl_codegen.firmware import emulate, size_firmware
+
+    spec = Spec("wnchl", [6, 5, 3], window=window) if window else Spec("nchl", [6, 5, 3])
+    genome = np.random.default_rng(10).uniform(-1, 1, spec.genome_length)
+    obs = np.random.default_rng(11).normal(0, 2, (30, 6))
+    r = emulate(spec, genome, obs, seed=0, board_name="riscv32-virt", numeric="fixed", obs_range=4.0)
+    assert r["target"] == "rv32imc" and r["max_abs_error"] == 0.0 and r["nonzero_status"] == 0
+    assert r["instructions_per_step_median"] > r["floor_macs_per_step"]
+    with pytest.raises(NchlError, match="builds the integer-only controller"):
+        emulate(spec, genome, obs[:2], seed=0, board_name="riscv32-virt")
+    size = size_firmware(spec, genome, "ctl", "rv32imc", numeric="fixed", obs_range=4.0)
+    assert size["ram_bytes"] == size["state_bytes_analytical"] + 12 + 8  # state + int16 I/O buffers, 4-aligned
+    assert 0 < size["stack_bytes"] < 1024
