@@ -184,7 +184,6 @@ class CController(_StateViews, Controller):
         return self._act.copy()
 
 
-
 class FixedCController(_StateViews, FixedController):
     """The generated integer-only C behind the interface of :class:`nchl.fixed.FixedController`
     (weightless NcHL or NcHL); the float face converts observations with the generated helper
@@ -194,7 +193,7 @@ class FixedCController(_StateViews, FixedController):
                  prefix: str = "nchl_ctrl") -> None:
         self.prefix = prefix
         self._obs_range = obs_range
-        self.rule = spec.rule
+        self.rule = spec.rule  # one class for both rules: Controller checks it against the spec
         super().__init__(spec, genome, obs_range)
 
     def _unpack(self, blocks: dict[str, np.ndarray]) -> None:
@@ -215,7 +214,7 @@ class FixedCController(_StateViews, FixedController):
 
     def _views(self) -> dict[str, np.ndarray]:
         t = self.topology
-        if self.rule == "nchl":
+        if self.spec.rule == "nchl":
             views = {"t": self._raw[:4].view(np.uint32)}
             flat = self._raw[4:4 + 4 * t.synapses].view(np.int32)
             at = 0
@@ -240,7 +239,7 @@ class FixedCController(_StateViews, FixedController):
         self._fobs[:] = x
         if self._convert(self._fobs_ptr, self._obs_ptr) != 0:
             raise NonFiniteObservation("observation has a non-finite value; the controller state is unchanged")
-        return (self.step_q(self._obs) / ONE).astype(np.float32)
+        return (self._step_c() / ONE).astype(np.float32)  # the helper saturates: within range by construction
 
     def step_q(self, obs_q: object) -> np.ndarray:
         x = np.asarray(obs_q)
@@ -249,6 +248,10 @@ class FixedCController(_StateViews, FixedController):
         if np.abs(x.astype(np.int64)).max(initial=0) > 32767:
             raise ObservationOutOfRange("integer observation beyond int16")
         self._obs[:] = x
+        return self._step_c()
+
+    def _step_c(self) -> np.ndarray:
+        """The C step on the int16 observation in ``self._obs``."""
         if self._step(self._state, self._obs_ptr, self._act_ptr) != 0:
             raise ObservationOutOfRange(f"an integer observation is beyond +-{self.plan.obs_max} (Q12; C step "
                                         "returned 1); the controller state is unchanged")

@@ -41,7 +41,6 @@ from nchl.fixed import DEFAULT_OBS_RANGE, ONE, make_fixed, quantize_observation
 from . import _environment, c_float, generate, write
 
 
-
 @dataclass(frozen=True)
 class Toolchain:
     """Compiler, size tool, emulator and link settings of one architecture."""
@@ -62,8 +61,8 @@ ARM = Toolchain("arm", "arm-none-eabi-gcc", "arm-none-eabi-size", "qemu-system-a
 # freestanding: the controller needs no C library; the startup file brings memset/memcpy
 RISCV = Toolchain("riscv", "riscv64-unknown-elf-gcc", "riscv64-unknown-elf-size", "qemu-system-riscv32",
                   ("-ffreestanding", "-fno-tree-loop-distribute-patterns"),
-                  ("-nostdlib", "-nostartfiles", "-Wl,--gc-sections", "-Wl,--no-relax", "-lgcc"), "startup_riscv.c.j2",
-                  "gcc-riscv64-unknown-elf and qemu-system-misc")
+                  ("-nostdlib", "-nostartfiles", "-Wl,--gc-sections", "-Wl,--no-relax", "-lgcc"),
+                  "startup_riscv.c.j2", "gcc-riscv64-unknown-elf and qemu-system-misc")
 TARGETS = {
     "cortex-m4f": ("-mcpu=cortex-m4", "-mthumb", "-mfloat-abi=hard", "-mfpu=fpv4-sp-d16"),
     "cortex-m0": ("-mcpu=cortex-m0", "-mthumb", "-mfloat-abi=soft"),
@@ -319,8 +318,8 @@ def emulate(spec: Spec, genome: np.ndarray, obs: np.ndarray, seed: int, board_na
             "replay_main.c.j2", prefix=prefix, P=prefix.upper(), steps=len(obs), seed=seed, obs=literals,
             ctype=_CTYPE[numeric], arch=tc.arch))
         elf = _link(folder, target, ["replay_main.c", f"{prefix}.c"], board)
-        cmd = [tc.qemu, *(board.machine or ("-M", board_name)), "-nographic", "-monitor", "none", "-serial", "none",
-               "-semihosting-config", "enable=on,target=native", "-icount", f"shift={ICOUNT_SHIFT}",
+        cmd = [tc.qemu, *(board.machine or ("-M", board_name)), "-nographic", "-monitor", "none",
+               "-serial", "none", "-semihosting-config", "enable=on,target=native", "-icount", f"shift={ICOUNT_SHIFT}",
                "-kernel", str(elf)]
         try:
             r = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout)

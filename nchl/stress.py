@@ -9,6 +9,7 @@ time, to see whether and how fast the controller recovers.
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Sequence
@@ -125,20 +126,20 @@ def run_stress(spec: Spec, genome: np.ndarray, task: str, conditions: list[Condi
 
 def read_table(cell: str | Path) -> dict:
     """The stress table a campaign stored for a champion (``CELL/stress.json``, archived or not)."""
-    import json
-
     from .campaign import STRESS
 
     path = Path(cell) / STRESS
     try:
         report = json.loads(path.read_text())
-        report["task"], report["conditions"], report["intact"]  # noqa: B018 - the fields the table needs
     except FileNotFoundError:
         best = Path(cell) / "best.npz"
         hint = f"stress its champion: nchl stress {best}" if best.is_file() else "give a campaign cell's directory"
         raise NchlError(f"{cell} holds no {STRESS}; {hint}") from None
-    except (OSError, ValueError, KeyError, TypeError) as e:
+    except (OSError, ValueError) as e:
         raise NchlError(f"{path} is not a stress table written by nchl ({e})") from None
+    missing = [k for k in ("task", "episodes", "seeds", "intact", "conditions") if k not in report]
+    if missing:
+        raise NchlError(f"{path} is not a stress table written by nchl (no {', '.join(missing)})")
     report["genome"] = str(Path(cell) / "best.npz")
     return report
 

@@ -86,18 +86,15 @@ class VSRWalkerEnv(gym.Env):
     def __init__(self, body=BIPED, sensors: str = "high", terrain: str = "flat", terrain_seed: int = 0,
                  substeps: int = 10, reset_noise: float = 0.0, velocity_scale: float = 2.0,
                  params: VSRParams = VSRParams(), render_mode: str | None = None, width: int = 480,
-                 height: int = 270, camera: str = "track", timestep: float | None = None,
-                 integrator: str | None = None) -> None:
+                 height: int = 270, camera: str = "track", timestep: float | None = None) -> None:
         """``substeps`` physics steps of ``params.timestep`` make one control step. ``timestep``
         changes the physics step and keeps the control period: the sub-steps become
         ``substeps * params.timestep / timestep``, which must be a whole number (a convergence study
-        halves the step and doubles the sub-steps). ``integrator`` overrides ``params.integrator``."""
+        halves the step and doubles the sub-steps); ``params.integrator`` picks MuJoCo's integrator."""
         if isinstance(substeps, bool) or not isinstance(substeps, int) or substeps < 1:
             raise NchlError(f"substeps must be an integer >= 1, got {substeps!r}")
         if timestep is not None:
             substeps, params = _rescaled(substeps, params, timestep)
-        if integrator is not None:
-            params = dataclasses.replace(params, integrator=integrator)
         if render_mode is not None and render_mode not in self.metadata["render_modes"]:
             raise NchlError(f"render_mode must be one of {self.metadata['render_modes']} or None, got {render_mode!r}")
         if camera not in ("track", "fixed"):

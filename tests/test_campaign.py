@@ -249,5 +249,14 @@ def check_archive(tmp_path, md):
     assert r.returncode == 0 and "(0 run now)" in r.stdout, r.stderr
     r = nchl("archive", "c", "--out", "c")
     assert r.returncode == 2 and "another directory" in r.stderr
-    r = nchl("archive", "more", "--out", "arch")
-    assert r.returncode == 2 and ("not a campaign directory" in r.stderr or "archives another campaign" in r.stderr)
+    r = nchl("archive", "nothing", "--out", "arch")
+    assert r.returncode == 2 and "not a campaign directory" in r.stderr
+    shutil.copytree(tmp_path / "c", tmp_path / "other-budget")
+    manifest = json.loads((tmp_path / "other-budget" / "campaign.json").read_text())
+    manifest["settings"]["episodes"] += 1
+    (tmp_path / "other-budget" / "campaign.json").write_text(json.dumps(manifest))
+    r = nchl("archive", "other-budget", "--out", "arch")
+    assert r.returncode == 2 and "archives another campaign" in r.stderr
+    (tmp_path / "arch" / "vsr-low-nchl-s0" / "stress.json").write_text("{}")
+    r = nchl("stress", "arch/vsr-low-nchl-s0")
+    assert r.returncode == 2 and "not a stress table written by nchl (no task" in r.stderr

@@ -78,13 +78,14 @@ def test_timestep_keeps_the_control_period_and_bad_steps_are_refused():
         _, _, terminated, _, _ = env.step(np.zeros(10, np.float32))
         assert not terminated
         env.close()
-    assert VSRWalkerEnv(timestep=0.001, integrator="rk4").model.opt.integrator == mujoco.mjtIntegrator.mjINT_RK4
+    rk4 = VSRWalkerEnv(timestep=0.001, params=VSRParams(integrator="rk4"))
+    assert rk4.model.opt.integrator == mujoco.mjtIntegrator.mjINT_RK4 and rk4.substeps == 20
     for bad, match in ((0.003, "does not divide the control period"), (0, "timestep must be a number"),
                        (-1e-3, "timestep must be a number"), ("1ms", "timestep must be a number")):
         with pytest.raises(NchlError, match=match):
             VSRWalkerEnv(timestep=bad)
     with pytest.raises(NchlError, match="unknown integrator 'verlet'"):
-        VSRWalkerEnv(integrator="verlet")
+        VSRWalkerEnv(params=VSRParams(integrator="verlet"))
 
 @pytest.mark.parametrize("body, match", [
     ([], "empty"),
