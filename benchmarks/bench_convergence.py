@@ -9,7 +9,11 @@ distance, its difference from the finest step's, and the RMS difference of the c
 over the episode from the finest step's trajectory. The convergence criterion of issue 21 is the
 distance at the task's step vs a quarter of it (``rel_dt_vs_quarter``).
 
-    python benchmarks/bench_convergence.py [--steps 1000] [--divisors 1,2,4,8] [--json out.json] [--plot out.png]
+    python benchmarks/bench_convergence.py [--steps 1000] [--divisors 1,2,4,8] [--genomes G.npz ...]
+        [--vsr-params stiffness=600,damping=10,timestep=0.002] [--json out.json] [--plot out.png]
+
+``--vsr-params`` replaces fields of the VSR model (``VSRParams``); the control period stays 20 ms,
+so ``timestep=0.002,stiffness=600,damping=10`` is ``nchl/VSRWalker-v0``, the model before issue 21.
 """
 
 from __future__ import annotations
@@ -70,13 +74,14 @@ def run(env, controller, seed: int, steps: int) -> tuple[float, np.ndarray]:
     return xs[-1] - x0, np.array(xs) - x0
 
 
-def controllers(task_name: str, n_random: int):
-    """(label, kind, factory(env)) for one task."""
+def controllers(task_name: str, n_random: int, genomes: list[str]):
+    """(label, kind, factory(env)) for one task: the zoo's and ``genomes`` (files or zoo:NAME) of it."""
     out = []
-    for name in names():
-        g = Genome.load(f"zoo:{name}")
-        if g.task == task_name and not (task_name == "ant" and name != "ant-nchl"):  # one Ant reference
-            out.append((f"zoo:{name}", "evolved", lambda env, g=g: g.controller()))
+    zoo = [f"zoo:{name}" for name in names() if name == "ant-nchl" or not get_task(Genome.load(f"zoo:{name}").task).is_ant]
+    for path in zoo + [p for p in genomes if p not in zoo]:  # the zoo's VSR champions, one Ant reference
+        g = Genome.load(path)
+        if g.task == task_name:
+            out.append((path, "evolved", lambda env, g=g: g.controller()))
     task = get_task(task_name)
     if not task.is_ant:
         for f in (1.0, 2.0, 5.0):
@@ -91,7 +96,10 @@ def controllers(task_name: str, n_random: int):
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--tasks", default="vsr-high,ant")
+    ap.add_argument("--tasks", default="vsr-high,ant", help="tasks whose zoo champions, sinusoids and random "
+                    "genomes to run (the tasks of --genomes are added)")
+    ap.add_argument("--genomes", nargs="*", default=[], metavar="GENOME",
+                    help="more evolved controllers: genome files (e.g. a campaign's */best.npz) or zoo:NAME")
     ap.add_argument("--divisors", default="1,2,4,8")
     ap.add_argument("--steps", type=int, default=1000)
     ap.add_argument("--seed", type=int, default=0)
@@ -104,8 +112,9 @@ def main() -> None:
     divisors = [int(d) for d in args.divisors.split(",")]
     vsr_params = {k: float(v) for k, v in (item.split("=") for item in args.vsr_params.split(",") if item)}
     rows, traces = [], {}
-    for task_name in args.tasks.split(","):
-        for label, kind, factory in controllers(task_name, args.random):
+    tasks = list(dict.fromkeys(args.tasks.split(",") + [Genome.load(p).task for p in args.genomes]))
+    for task_name in tasks:
+        for label, kind, factory in controllers(task_name, args.random, args.genomes):
             per = {}
             for d in divisors:
                 env = make_env(task_name, d, vsr_params)
@@ -129,12 +138,13 @@ def main() -> None:
             traces[(task_name, label)] = {d: per[d][1] for d in divisors}
     print(f"distance (m) after {args.steps} control steps, seed {args.seed}; physics step divided by "
           f"{', '.join(map(str, divisors))}, control period fixed")
-    print(f"{'task':<10}{'controller':<22}" + "".join(f"{'dt/' + str(d):>9}" for d in divisors)
+    width = max(22, *(len(k[1]) + 2 for k in traces))
+    print(f"{'task':<10}{'controller':<{width}}" + "".join(f"{'dt/' + str(d):>9}" for d in divisors)
           + f"{'|dt-dt/4|':>11}{'steps/s':>9}")
     for key in traces:
         rs = [r for r in rows if (r["task"], r["controller"]) == key]
         rel = rs[0].get("rel_dt_vs_quarter")
-        print(f"{key[0]:<10}{key[1]:<22}" + "".join(f"{r['distance']:>9.2f}" for r in rs)
+        print(f"{key[0]:<10}{key[1]:<{width}}" + "".join(f"{r['distance']:>9.2f}" for r in rs)
               + (f"{100 * rel:>10.1f}%" if rel is not None else f"{'':>11}") + f"{rs[0]['env_steps_per_s']:>9.0f}")
     if args.plot:
         plot(traces, divisors, args.plot)

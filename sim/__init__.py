@@ -1,14 +1,19 @@
 """Locomotion tasks for nchl: MuJoCo Ant and a MuJoCo voxel-based soft robot walker.
 
-Importing this package registers the Gymnasium id ``nchl/VSRWalker-v0``.
+Importing this package registers the Gymnasium ids ``nchl/VSRWalker-v1`` (the VSR model whose gaits
+do not depend on the physics step) and ``nchl/VSRWalker-v0`` (the stiffer model before it, kept to
+reproduce earlier results).
 """
 
 import gymnasium as gym
 
 from .rollout import RolloutResult, load_trace, rollout, save_trace
+from .vsr import VSR_V0_PARAMS
 from .tasks import TASKS, VSR_ID, NoProgressStop, Task, UnknownTask, get_task
 
 if VSR_ID not in gym.registry:
     gym.register(VSR_ID, entry_point="nchl_sim.vsr_env:VSRWalkerEnv", max_episode_steps=1000)
+    gym.register("nchl/VSRWalker-v0", entry_point="nchl_sim.vsr_env:VSRWalkerEnv", max_episode_steps=1000,
+                 kwargs={"params": VSR_V0_PARAMS})
 
 __all__ = ["TASKS", "NoProgressStop", "RolloutResult", "Task", "UnknownTask", "get_task", "load_trace", "rollout", "save_trace"]

@@ -7,7 +7,7 @@ motor that dies, the leg that is damaged, when pushes come) is drawn from the ep
 to ``reset``, so a perturbed episode is a function of its seed.
 
 Sensors and actuators act at the physics sub-step where time matters (latency and actuation
-delay: Ant has 5 sub-steps of 10 ms per 50 ms control step, the VSR 10 of 2 ms per 20 ms), through
+delay: Ant has 5 sub-steps of 10 ms per 50 ms control step, the VSR 20 of 1 ms per 20 ms), through
 the sub-step hook every MuJoCo task here offers: ``_step_mujoco_simulation(ctrl, n_frames)`` and
 ``_get_obs()`` (Gymnasium's MuJoCo environments, and :class:`~nchl_sim.vsr_env.VSRWalkerEnv`).
 Body changes edit the compiled MuJoCo model in place (from a modified MjSpec for a damaged leg),

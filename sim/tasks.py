@@ -133,7 +133,7 @@ class Task:
         return Topology((n_in, *(self.hidden if hidden is None else hidden), n_out))
 
 
-VSR_ID = "nchl/VSRWalker-v0"
+VSR_ID = "nchl/VSRWalker-v1"
 # How the 3-D tasks are filmed (Gymnasium MuJoCo env arguments): the model's own "track" camera,
 # which follows the centre of mass, or a free camera that stays above the start
 CAMERAS = {

@@ -78,17 +78,43 @@ def parse_body(body: object) -> np.ndarray:
 
 @dataclass(frozen=True)
 class VSRParams:
-    """Physical settings; defaults give a stiff, well-damped 20 cm voxel."""
+    """Physical settings of the VSR model (``nchl/VSRWalker-v1``).
+
+    Chosen so that a gait does not depend on the integration step (issue 21; measurements in
+    docs/results.md, "Does a gait depend on the physics step?"):
+
+    * links: the springs of the 2-D VSR simulator of the authors' earlier work (2dhmsr,
+      ``Voxel.java``: distance joints at ``SPRING_F`` = 8 Hz, damping ratio ``SPRING_D`` = 0.3) on
+      one corner mass, ``k = m (2 pi 8)^2`` = 126 N/m and ``d = 2 0.3 sqrt(k m)`` = 1.5 N s/m. A shared
+      corner's time scales (damping rate ``n d / m`` ~ 100 /s, stiffness ``sqrt(n k / m)`` ~ 110
+      rad/s) are ~10 steps long at 1 ms. ``v0``'s 600 N/m and 10 N s/m had a damping time of 1.7 ms
+      at a 2 ms step, integrated with a first-order error that moved an evolved gait by 40 %.
+    * integrator: MuJoCo's semi-implicit Euler. With time scales this long it is stable, and it
+      converges much faster than ``implicitfast``, whose implicit damping (``M - dt D``) is
+      first-order accurate and, in contact, still moved a 5 Hz sinusoid's distance by 24 % between
+      1 ms and 0.125 ms where Euler's moved by 1 %. Euler is also a third cheaper per step.
+    * step: 1 ms (20 per 20 ms control step), 1.5x the cost of ``v0`` per control step; 0.5 ms
+      would converge further (a 1 Hz sinusoid: 10 % -> 0.4 %) at 2.5x, beyond the budget of 2x.
+    * actuation bandwidth: the springs themselves; a voxel follows its rest length up to its 8 Hz
+      resonance and filters faster commands (``actuation_lag`` adds a first-order lag; off).
+    * contacts: MuJoCo's default soft constraints (20 ms time constant, 20 steps) and friction 1.
+    """
 
     voxel_size: float = 0.2        # m
     corner_mass: float = 0.05      # kg per corner mass
-    stiffness: float = 600.0       # N/m per link
-    damping: float = 10.0          # N s/m per link
+    stiffness: float = 126.0       # N/m per link
+    damping: float = 1.5           # N s/m per link
     actuation: float = 0.2         # a: rest length changes by +-20 %
     radius: float = 0.02           # m, contact spheres at the corners
     friction: float = 1.0
-    timestep: float = 0.002        # s, physics step
-    integrator: str = "implicitfast"  # MuJoCo integrator: euler, implicit, implicitfast, rk4
+    timestep: float = 0.001        # s, physics step (20 per 20 ms control step)
+    integrator: str = "euler"      # MuJoCo integrator: euler, implicit, implicitfast, rk4
+    actuation_lag: float = 0.0     # s, first-order time constant of the rest length (0: instant)
+
+
+# The model of nchl/VSRWalker-v0 (before issue 21): stiff links at a 2 ms step, kept so that the
+# results obtained on it can be reproduced; its gaits depend on the step.
+VSR_V0_PARAMS = VSRParams(stiffness=600.0, damping=10.0, timestep=0.002, integrator="implicitfast")
 
 
 @dataclass(frozen=True)
@@ -173,6 +199,9 @@ def build_model(body: object = BIPED, params: VSRParams = VSRParams(),
             act.biasprm[0] = p.stiffness * rest
             act.biasprm[1] = -p.stiffness
             act.biasprm[2] = -p.damping
+            if p.actuation_lag > 0:
+                act.dyntype = mujoco.mjtDyn.mjDYN_FILTEREXACT
+                act.dynprm[0] = p.actuation_lag
             act.ctrllimited = True
             act.ctrlrange = [-1.0, 1.0]
             act_voxel.append(v)

@@ -66,16 +66,17 @@ def _areas(q: np.ndarray) -> np.ndarray:
     return 0.5 * np.sum(x * np.roll(z, -1, axis=1) - np.roll(x, -1, axis=1) * z, axis=1)
 
 
-def _rescaled(substeps: int, params: VSRParams, timestep: object) -> tuple[int, VSRParams]:
-    """Sub-steps and physics settings for another physics step at the same control period."""
+def _substeps(period: float, timestep: object) -> int:
+    """Whole physics steps of ``timestep`` seconds in a control ``period``."""
     if isinstance(timestep, bool) or not isinstance(timestep, (int, float)) or not timestep > 0:
         raise NchlError(f"timestep must be a number of seconds > 0, got {timestep!r}")
-    period = substeps * params.timestep
     n = round(period / timestep)
     if n < 1 or abs(n * timestep - period) > 1e-9 * period:
-        raise NchlError(f"timestep {timestep:g} s does not divide the control period {period:g} s "
-                        f"({substeps} x {params.timestep:g} s) into whole sub-steps")
-    return n, dataclasses.replace(params, timestep=period / n)
+        raise NchlError(f"timestep {timestep:g} s does not divide the control period {period:g} s into whole sub-steps")
+    return n
+
+
+CONTROL_DT = 0.02  # s: the controller runs at 50 Hz whatever the physics step
 
 
 class VSRWalkerEnv(gym.Env):
@@ -84,17 +85,22 @@ class VSRWalkerEnv(gym.Env):
     metadata = {"render_modes": ["rgb_array", "human"], "render_fps": 50}
 
     def __init__(self, body=BIPED, sensors: str = "high", terrain: str = "flat", terrain_seed: int = 0,
-                 substeps: int = 10, reset_noise: float = 0.0, velocity_scale: float = 2.0,
+                 substeps: int | None = None, reset_noise: float = 0.0, velocity_scale: float = 2.0,
                  params: VSRParams = VSRParams(), render_mode: str | None = None, width: int = 480,
                  height: int = 270, camera: str = "track", timestep: float | None = None) -> None:
-        """``substeps`` physics steps of ``params.timestep`` make one control step. ``timestep``
-        changes the physics step and keeps the control period: the sub-steps become
-        ``substeps * params.timestep / timestep``, which must be a whole number (a convergence study
-        halves the step and doubles the sub-steps); ``params.integrator`` picks MuJoCo's integrator."""
-        if isinstance(substeps, bool) or not isinstance(substeps, int) or substeps < 1:
+        """``substeps`` physics steps of ``params.timestep`` make one control step (default: as many
+        as make :data:`CONTROL_DT`). ``timestep`` changes the physics step and keeps the control
+        period: the sub-steps become ``substeps * params.timestep / timestep``, which must be a whole
+        number (a convergence study halves the step and doubles the sub-steps); ``params.integrator``
+        picks MuJoCo's integrator."""
+        if substeps is None:
+            substeps = _substeps(CONTROL_DT, params.timestep)
+        elif isinstance(substeps, bool) or not isinstance(substeps, int) or substeps < 1:
             raise NchlError(f"substeps must be an integer >= 1, got {substeps!r}")
         if timestep is not None:
-            substeps, params = _rescaled(substeps, params, timestep)
+            period = substeps * params.timestep
+            substeps = _substeps(period, timestep)
+            params = dataclasses.replace(params, timestep=period / substeps)
         if render_mode is not None and render_mode not in self.metadata["render_modes"]:
             raise NchlError(f"render_mode must be one of {self.metadata['render_modes']} or None, got {render_mode!r}")
         if camera not in ("track", "fixed"):

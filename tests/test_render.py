@@ -46,7 +46,7 @@ def assert_moving_picture(frames, width, height):
 def test_vsr_env_renders_rgb_frames_and_passes_the_env_checker():
     from gymnasium.utils.env_checker import check_env
 
-    env = gym.make("nchl/VSRWalker-v0", render_mode="rgb_array", width=96, height=64)
+    env = gym.make("nchl/VSRWalker-v1", render_mode="rgb_array", width=96, height=64)
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", message=".*different from the unwrapped version.*")
         check_env(env)  # as gymnasium.make returns it; includes the render check of the rgb_array mode
@@ -59,7 +59,7 @@ def test_vsr_env_renders_rgb_frames_and_passes_the_env_checker():
     assert_moving_picture(frames, 96, 64)
     assert env.metadata["render_fps"] == 50
     with pytest.raises(NchlError, match="render_mode must be one of"):
-        gym.make("nchl/VSRWalker-v0", render_mode="ascii")
+        gym.make("nchl/VSRWalker-v1", render_mode="ascii")
 
 
 def test_render_vsr_gif_and_mp4(tmp_path):
