@@ -74,6 +74,31 @@ def run(env, controller, seed: int, steps: int) -> tuple[float, np.ndarray]:
     return xs[-1] - x0, np.array(xs) - x0
 
 
+def cost(vsr_params: dict, rounds: int = 5, steps: int = 300) -> dict:
+    """Control steps per second of the bare VSR (random actions) on this model and on ``v0``, the
+    model before issue 21, interleaved round by round; medians and their ratio (v0 / this)."""
+    import warnings
+
+    import gymnasium as gym
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)  # v0 is out of date: that is the point
+        old = gym.make("nchl/VSRWalker-v0", sensors="high")
+    envs = {"v0": old,
+            "this": gym.make("nchl/VSRWalker-v1", sensors="high", params=VSRParams(**vsr_params))}
+    actions = np.random.default_rng(0).uniform(-1, 1, (steps, 10)).astype(np.float32)
+    rates: dict[str, list[float]] = {k: [] for k in envs}
+    for _ in range(rounds):
+        for k, env in envs.items():
+            env.reset(seed=0)
+            t0 = time.perf_counter()
+            for a in actions:
+                env.step(a)
+            rates[k].append(steps / (time.perf_counter() - t0))
+    med = {k: float(np.median(v)) for k, v in rates.items()}
+    return {"v0_steps_per_s": med["v0"], "steps_per_s": med["this"], "cost_vs_v0": med["v0"] / med["this"]}
+
+
 def controllers(task_name: str, n_random: int, genomes: list[str]):
     """(label, kind, factory(env)) for one task: the zoo's and ``genomes`` (files or zoo:NAME) of it."""
     out = []
@@ -107,10 +132,11 @@ def main() -> None:
     ap.add_argument("--json", metavar="PATH")
     ap.add_argument("--plot", metavar="PNG", help="trajectories of each controller at each step")
     ap.add_argument("--vsr-params", default="", metavar="NAME=VALUE,...",
-                    help="VSR model settings to try (VSRParams fields, e.g. corner_mass=0.2,damping=5)")
+                    help="VSR model settings to try (VSRParams fields, e.g. corner_mass=0.2,integrator=rk4)")
     args = ap.parse_args()
     divisors = [int(d) for d in args.divisors.split(",")]
-    vsr_params = {k: float(v) for k, v in (item.split("=") for item in args.vsr_params.split(",") if item)}
+    vsr_params = {k: v if k == "integrator" else float(v)
+                  for k, v in (item.split("=") for item in args.vsr_params.split(",") if item)}
     rows, traces = [], {}
     tasks = list(dict.fromkeys(args.tasks.split(",") + [Genome.load(p).task for p in args.genomes]))
     for task_name in tasks:
@@ -146,10 +172,14 @@ def main() -> None:
         rel = rs[0].get("rel_dt_vs_quarter")
         print(f"{key[0]:<10}{key[1]:<{width}}" + "".join(f"{r['distance']:>9.2f}" for r in rs)
               + (f"{100 * rel:>10.1f}%" if rel is not None else f"{'':>11}") + f"{rs[0]['env_steps_per_s']:>9.0f}")
+    speed = cost(vsr_params) if any(not get_task(t).is_ant for t in tasks) else None
+    if speed:
+        print(f"VSR cost at the task's step: {speed['steps_per_s']:.0f} control steps/s vs {speed['v0_steps_per_s']:.0f} "
+              f"on v0 (x{speed['cost_vs_v0']:.2f}; bare env, random actions, median of 5 interleaved rounds)")
     if args.plot:
         plot(traces, divisors, args.plot)
     emit_json({"benchmark": "convergence", "steps": args.steps, "seed": args.seed, "vsr_params": vsr_params,
-               "rows": rows}, args.json)
+               "rows": rows, "vsr_cost": speed}, args.json)
 
 
 def plot(traces: dict, divisors: list[int], path: str) -> None:

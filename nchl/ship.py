@@ -14,6 +14,8 @@ from datetime import date
 from pathlib import Path
 from typing import Callable
 
+from nchl_sim import get_task
+
 from .errors import NchlError
 from .evolution import evaluate_genome, read_log
 from .genome import Genome
@@ -41,7 +43,8 @@ def add_champion(run_dir: str | Path, name: str, episodes: int = 100, into: str 
     validated = [{k: r.get(k) for k in _LOG_KEYS} for r in rows if r.get("validation_mean") is not None]
     champion_row = max(validated, key=lambda r: r["validation_mean"]) if validated else None
     record = {
-        "name": name, "task": genome.task, "rule": genome.spec.rule, "window": genome.spec.window,
+        "name": name, "task": genome.task, "env": get_task(genome.task).env_id, "rule": genome.spec.rule,
+        "window": genome.spec.window,
         "layers": list(genome.spec.topology.layers), "genome_length": genome.spec.genome_length,
         "genome_sha256": genome.sha256(), "added": date.today().isoformat(),
         "run": {"settings": config["settings"], "optimizer": config.get("optimizer"),
