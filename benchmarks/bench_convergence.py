@@ -46,9 +46,10 @@ class Sinusoid:
         return np.sin(phase).astype(np.float32)
 
 
-def make_env(task_name: str, divisor: int, vsr_params: dict | None = None):
+def make_env(task_name: str, divisor: int, vsr_params: dict | None = None, reset_noise: float = 0.0):
     """The task's environment, full length, its physics step divided by ``divisor`` (VSR: with
-    :class:`~nchl_sim.vsr.VSRParams` fields changed by ``vsr_params``)."""
+    :class:`~nchl_sim.vsr.VSRParams` fields changed by ``vsr_params``, and initial velocities drawn
+    from +-``reset_noise`` m/s by the episode seed)."""
     task = get_task(task_name)
     if task.is_ant:
         env = task.make_env(full_length=True)
@@ -57,7 +58,8 @@ def make_env(task_name: str, divisor: int, vsr_params: dict | None = None):
         u.frame_skip *= divisor
         return env
     params = VSRParams(**(vsr_params or {}))
-    task = dataclasses.replace(task, kwargs={**task.kwargs, "params": params, "timestep": params.timestep / divisor})
+    task = dataclasses.replace(task, kwargs={**task.kwargs, "params": params, "timestep": params.timestep / divisor,
+                                             "reset_noise": reset_noise})
     return task.make_env(full_length=True)
 
 
@@ -128,6 +130,12 @@ def main() -> None:
     ap.add_argument("--divisors", default="1,2,4,8")
     ap.add_argument("--steps", type=int, default=1000)
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--episodes", type=int, default=1, help="episodes per controller and step (seeds from --seed); "
+                    "the distance compared is their mean")
+    ap.add_argument("--reset-noise", type=float, default=0.0, metavar="M_PER_S",
+                    help="VSR: initial velocities uniform in +-this (the VSR is otherwise deterministic, so an "
+                    "ensemble needs it)")
+    ap.add_argument("--kinds", default="evolved,open-loop,random", help="which controllers to run")
     ap.add_argument("--random", type=int, default=3, help="random NcHL genomes per VSR task")
     ap.add_argument("--json", metavar="PATH")
     ap.add_argument("--plot", metavar="PNG", help="trajectories of each controller at each step")
@@ -141,20 +149,24 @@ def main() -> None:
     tasks = list(dict.fromkeys(args.tasks.split(",") + [Genome.load(p).task for p in args.genomes]))
     for task_name in tasks:
         for label, kind, factory in controllers(task_name, args.random, args.genomes):
+            if kind not in args.kinds.split(","):
+                continue
             per = {}
             for d in divisors:
-                env = make_env(task_name, d, vsr_params)
+                env = make_env(task_name, d, vsr_params, args.reset_noise)
                 t0 = time.perf_counter()
-                dist, xs = run(env, factory(env), args.seed, args.steps)
+                episodes = [run(env, factory(env), args.seed + k, args.steps) for k in range(args.episodes)]
                 wall = time.perf_counter() - t0
-                per[d] = (dist, xs, env.unwrapped.model.opt.timestep, len(xs) / wall)
+                dists = [e[0] for e in episodes]
+                per[d] = (float(np.mean(dists)), episodes[0][1], env.unwrapped.model.opt.timestep,
+                          sum(len(e[1]) for e in episodes) / wall, dists)
                 env.close()
             finest = per[max(divisors)]
             for d in divisors:
-                dist, xs, dt, sps = per[d]
+                dist, xs, dt, sps, dists = per[d]
                 n = min(len(xs), len(finest[1]))
                 rows.append({"task": task_name, "controller": label, "kind": kind, "divisor": d, "timestep": dt,
-                             "distance": dist, "env_steps_per_s": sps,
+                             "distance": dist, "distances": dists, "env_steps_per_s": sps,
                              "rel_vs_finest": abs(dist - finest[0]) / max(abs(finest[0]), 1e-9),
                              "com_rms_vs_finest": float(np.sqrt(np.mean((xs[:n] - finest[1][:n]) ** 2)))})
             if 1 in per and 4 in per:
@@ -162,7 +174,9 @@ def main() -> None:
                 for r in rows[-len(divisors):]:
                     r["rel_dt_vs_quarter"] = abs(per[1][0] - quarter) / max(abs(quarter), 1e-9)
             traces[(task_name, label)] = {d: per[d][1] for d in divisors}
-    print(f"distance (m) after {args.steps} control steps, seed {args.seed}; physics step divided by "
+    what = (f"mean distance (m) of {args.episodes} episodes (seeds from {args.seed}, VSR reset noise "
+            f"{args.reset_noise:g} m/s)" if args.episodes > 1 else f"distance (m), seed {args.seed}")
+    print(f"{what} after {args.steps} control steps; physics step divided by "
           f"{', '.join(map(str, divisors))}, control period fixed")
     width = max(22, *(len(k[1]) + 2 for k in traces))
     print(f"{'task':<10}{'controller':<{width}}" + "".join(f"{'dt/' + str(d):>9}" for d in divisors)
@@ -178,7 +192,8 @@ def main() -> None:
               f"on v0 (x{speed['cost_vs_v0']:.2f}; bare env, random actions, median of 5 interleaved rounds)")
     if args.plot:
         plot(traces, divisors, args.plot)
-    emit_json({"benchmark": "convergence", "steps": args.steps, "seed": args.seed, "vsr_params": vsr_params,
+    emit_json({"benchmark": "convergence", "steps": args.steps, "seed": args.seed, "episodes": args.episodes,
+               "reset_noise": args.reset_noise, "vsr_params": vsr_params,
                "rows": rows, "vsr_cost": speed}, args.json)
 
 

@@ -8,8 +8,8 @@ reproduce earlier results).
 import gymnasium as gym
 
 from .rollout import RolloutResult, load_trace, rollout, save_trace
-from .vsr import VSR_V0_PARAMS
 from .tasks import TASKS, VSR_ID, NoProgressStop, Task, UnknownTask, get_task
+from .vsr import VSR_V0_PARAMS
 
 if VSR_ID not in gym.registry:
     gym.register(VSR_ID, entry_point="nchl_sim.vsr_env:VSRWalkerEnv", max_episode_steps=1000)
