@@ -21,14 +21,18 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import time
+import warnings
 
+import gymnasium as gym
 import numpy as np
+from bench_tasks import run as steps_per_second
 from common import emit_json
+from nchl_sim import get_task, rollout
+from nchl_sim.tasks import VSR_ID, VSR_V0_ID
+from nchl_sim.vsr import VSRParams
 
 from nchl import Genome, Spec, make_controller
 from nchl.zoo import names
-from nchl_sim import get_task
-from nchl_sim.vsr import VSRParams
 
 
 class Sinusoid:
@@ -46,11 +50,11 @@ class Sinusoid:
         return np.sin(phase).astype(np.float32)
 
 
-def make_env(task_name: str, divisor: int, vsr_params: dict | None = None, reset_noise: float = 0.0):
-    """The task's environment, full length, its physics step divided by ``divisor`` (VSR: with
-    :class:`~nchl_sim.vsr.VSRParams` fields changed by ``vsr_params``, and initial velocities drawn
-    from +-``reset_noise`` m/s by the episode seed)."""
-    task = get_task(task_name)
+def make_env(task_name: str, divisor: int, steps: int, vsr_params: dict | None = None, reset_noise: float = 0.0):
+    """The task's environment, ``steps`` control steps long without termination, its physics step
+    divided by ``divisor`` (VSR: with :class:`~nchl_sim.vsr.VSRParams` fields changed by
+    ``vsr_params``, and initial velocities drawn from +-``reset_noise`` m/s by the episode seed)."""
+    task = dataclasses.replace(get_task(task_name), episode_steps=steps)
     if task.is_ant:
         env = task.make_env(full_length=True)
         u = env.unwrapped
@@ -63,52 +67,44 @@ def make_env(task_name: str, divisor: int, vsr_params: dict | None = None, reset
     return task.make_env(full_length=True)
 
 
-def run(env, controller, seed: int, steps: int) -> tuple[float, np.ndarray]:
-    """Distance and the x of the centre of mass (the fitness's position) after every control step."""
-    obs, info = env.reset(seed=seed)
-    controller.reset(seed)
-    x0, xs = float(info["x_position"]), []
-    for _ in range(steps):
-        obs, _, terminated, truncated, info = env.step(controller.step(obs))
-        xs.append(float(info["x_position"]))
-        if terminated or truncated:
-            break
-    return xs[-1] - x0, np.array(xs) - x0
+def run(env, controller, seed: int) -> tuple[float, np.ndarray]:
+    """Distance and the x of the centre of mass (the fitness's position, from 0) after every control step."""
+    r = rollout(env, controller, seed, record=True)
+    return r.fitness, r.x - (r.x[-1] - r.fitness)
+
+
+def parse_vsr_params(text: str) -> dict:
+    """``name=value,...`` as :class:`~nchl_sim.vsr.VSRParams` fields, each value of its field's type."""
+    defaults = VSRParams()
+    out = {}
+    for item in filter(None, text.split(",")):
+        name, _, value = item.partition("=")
+        if not hasattr(defaults, name):
+            raise SystemExit(f"--vsr-params: VSRParams has no field {name!r}")
+        out[name] = type(getattr(defaults, name))(value)
+    return out
 
 
 def cost(vsr_params: dict, rounds: int = 5, steps: int = 300) -> dict:
     """Control steps per second of the bare VSR (random actions) on this model and on ``v0``, the
     model before issue 21, interleaved round by round; medians and their ratio (v0 / this)."""
-    import warnings
-
-    import gymnasium as gym
-
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", DeprecationWarning)  # v0 is out of date: that is the point
-        old = gym.make("nchl/VSRWalker-v0", sensors="high")
-    envs = {"v0": old,
-            "this": gym.make("nchl/VSRWalker-v1", sensors="high", params=VSRParams(**vsr_params))}
-    actions = np.random.default_rng(0).uniform(-1, 1, (steps, 10)).astype(np.float32)
+        old = gym.make(VSR_V0_ID, sensors="high")
+    envs = {"v0": old, "this": gym.make(VSR_ID, sensors="high", params=VSRParams(**vsr_params))}
+    actions = np.random.default_rng(0).uniform(-1, 1, (steps, *old.action_space.shape)).astype(np.float32)
     rates: dict[str, list[float]] = {k: [] for k in envs}
     for _ in range(rounds):
         for k, env in envs.items():
-            env.reset(seed=0)
-            t0 = time.perf_counter()
-            for a in actions:
-                env.step(a)
-            rates[k].append(steps / (time.perf_counter() - t0))
+            rates[k].append(steps_per_second(env, steps, actions=actions))
     med = {k: float(np.median(v)) for k, v in rates.items()}
     return {"v0_steps_per_s": med["v0"], "steps_per_s": med["this"], "cost_vs_v0": med["v0"] / med["this"]}
 
 
-def controllers(task_name: str, n_random: int, genomes: list[str]):
-    """(label, kind, factory(env)) for one task: the zoo's and ``genomes`` (files or zoo:NAME) of it."""
-    out = []
-    zoo = [f"zoo:{name}" for name in names() if name == "ant-nchl" or not get_task(Genome.load(f"zoo:{name}").task).is_ant]
-    for path in zoo + [p for p in genomes if p not in zoo]:  # the zoo's VSR champions, one Ant reference
-        g = Genome.load(path)
-        if g.task == task_name:
-            out.append((path, "evolved", lambda env, g=g: g.controller()))
+def controllers(task_name: str, n_random: int, genomes: dict[str, Genome]):
+    """(label, kind, factory(env)) for one task: those of ``genomes`` (label -> genome) on it, sinusoids
+    and random NcHL genomes on the VSR."""
+    out = [(label, "evolved", lambda env, g=g: g.controller()) for label, g in genomes.items() if g.task == task_name]
     task = get_task(task_name)
     if not task.is_ant:
         for f in (1.0, 2.0, 5.0):
@@ -143,19 +139,22 @@ def main() -> None:
                     help="VSR model settings to try (VSRParams fields, e.g. corner_mass=0.2,integrator=rk4)")
     args = ap.parse_args()
     divisors = [int(d) for d in args.divisors.split(",")]
-    vsr_params = {k: v if k == "integrator" else float(v)
-                  for k, v in (item.split("=") for item in args.vsr_params.split(",") if item)}
+    vsr_params = parse_vsr_params(args.vsr_params)
+    zoo = {f"zoo:{n}": Genome.load(f"zoo:{n}") for n in names()}
+    # the zoo's VSR champions, one Ant reference, and the genomes asked for
+    genomes = {k: g for k, g in zoo.items() if k == "zoo:ant-nchl" or not get_task(g.task).is_ant}
+    genomes |= {p: zoo.get(p) or Genome.load(p) for p in args.genomes}
     rows, traces = [], {}
-    tasks = list(dict.fromkeys(args.tasks.split(",") + [Genome.load(p).task for p in args.genomes]))
+    tasks = list(dict.fromkeys(args.tasks.split(",") + [genomes[p].task for p in args.genomes]))
     for task_name in tasks:
-        for label, kind, factory in controllers(task_name, args.random, args.genomes):
+        for label, kind, factory in controllers(task_name, args.random, genomes):
             if kind not in args.kinds.split(","):
                 continue
             per = {}
             for d in divisors:
-                env = make_env(task_name, d, vsr_params, args.reset_noise)
+                env = make_env(task_name, d, args.steps, vsr_params, args.reset_noise)
                 t0 = time.perf_counter()
-                episodes = [run(env, factory(env), args.seed + k, args.steps) for k in range(args.episodes)]
+                episodes = [run(env, factory(env), args.seed + k) for k in range(args.episodes)]
                 wall = time.perf_counter() - t0
                 dists = [e[0] for e in episodes]
                 per[d] = (float(np.mean(dists)), episodes[0][1], env.unwrapped.model.opt.timestep,
@@ -178,7 +177,7 @@ def main() -> None:
             f"{args.reset_noise:g} m/s)" if args.episodes > 1 else f"distance (m), seed {args.seed}")
     print(f"{what} after {args.steps} control steps; physics step divided by "
           f"{', '.join(map(str, divisors))}, control period fixed")
-    width = max(22, *(len(k[1]) + 2 for k in traces))
+    width = max([22] + [len(k[1]) + 2 for k in traces])
     print(f"{'task':<10}{'controller':<{width}}" + "".join(f"{'dt/' + str(d):>9}" for d in divisors)
           + f"{'|dt-dt/4|':>11}{'steps/s':>9}")
     for key in traces:

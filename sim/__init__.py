@@ -8,12 +8,12 @@ reproduce earlier results).
 import gymnasium as gym
 
 from .rollout import RolloutResult, load_trace, rollout, save_trace
-from .tasks import TASKS, VSR_ID, NoProgressStop, Task, UnknownTask, get_task
+from .tasks import TASKS, VSR_ID, VSR_V0_ID, NoProgressStop, Task, UnknownTask, get_task
 from .vsr import VSR_V0_PARAMS
 
 if VSR_ID not in gym.registry:
     gym.register(VSR_ID, entry_point="nchl_sim.vsr_env:VSRWalkerEnv", max_episode_steps=1000)
-    gym.register("nchl/VSRWalker-v0", entry_point="nchl_sim.vsr_env:VSRWalkerEnv", max_episode_steps=1000,
+    gym.register(VSR_V0_ID, entry_point="nchl_sim.vsr_env:VSRWalkerEnv", max_episode_steps=1000,
                  kwargs={"params": VSR_V0_PARAMS})
 
 __all__ = ["TASKS", "NoProgressStop", "RolloutResult", "Task", "UnknownTask", "get_task", "load_trace", "rollout", "save_trace"]

@@ -134,6 +134,7 @@ class Task:
 
 
 VSR_ID = "nchl/VSRWalker-v1"
+VSR_V0_ID = "nchl/VSRWalker-v0"  # the model before issue 21 (VSR_V0_PARAMS), kept to reproduce its results
 # How the 3-D tasks are filmed (Gymnasium MuJoCo env arguments): the model's own "track" camera,
 # which follows the centre of mass, or a free camera that stays above the start
 CAMERAS = {

@@ -85,16 +85,17 @@ class VSRParams:
 
     * links: the springs of the 2-D VSR simulator of the authors' earlier work (2dhmsr,
       ``Voxel.java``: distance joints at ``SPRING_F`` = 8 Hz, damping ratio ``SPRING_D`` = 0.3) on
-      one corner mass, ``k = m (2 pi 8)^2`` = 126 N/m and ``d = 2 0.3 sqrt(k m)`` = 1.5 N s/m. A shared
-      corner's time scales (damping rate ``n d / m`` ~ 100 /s, stiffness ``sqrt(n k / m)`` ~ 110
-      rad/s) are ~10 steps long at 1 ms. ``v0``'s 600 N/m and 10 N s/m had a damping time of 1.7 ms
-      at a 2 ms step, integrated with a first-order error that moved an evolved gait by 40 %.
+      one corner mass, ``k = m (2 pi 8)^2`` = 126 N/m and ``d = 2 0.3 sqrt(k m)`` = 1.5 N s/m. For the
+      3-6 links a corner shares, its time scales ``m / (n d)`` and ``sqrt(m / (n k))`` are 5-12 ms,
+      5-12 steps at 1 ms. ``v0``'s 600 N/m and 10 N s/m had damping times of 0.8-1.7 ms at a 2 ms
+      step, integrated with a first-order error: its champion walked 55.7 m, and 35.5 m at a
+      quarter of the step.
     * integrator: MuJoCo's semi-implicit Euler. With time scales this long it is stable, and it
       converges much faster than ``implicitfast``, whose implicit damping (``M - dt D``) is
-      first-order accurate and, in contact, still moved a 5 Hz sinusoid's distance by 24 % between
-      1 ms and 0.125 ms where Euler's moved by 1 %. Euler is also a third cheaper per step.
-    * step: 1 ms (20 per 20 ms control step), 1.5x the cost of ``v0`` per control step; 0.5 ms
-      would converge further (a 1 Hz sinusoid: 10 % -> 0.4 %) at 2.5x, beyond the budget of 2x.
+      first-order accurate: a 5 Hz sinusoid walked 6.51 m at 1 ms and 7.36 m at 0.125 ms under it,
+      7.55 and 7.46 m under Euler. Euler's physics step is also cheaper (26 vs 36 us measured).
+    * step: 1 ms (20 per 20 ms control step), 1.46-1.58x the cost of ``v0`` per control step;
+      0.5 ms would converge further (a 1 Hz sinusoid: 10 % -> 0.4 %) at 2.45x, beyond the budget of 2x.
     * actuation bandwidth: the springs themselves; a voxel follows its rest length up to its 8 Hz
       resonance and filters faster commands (``actuation_lag`` adds a first-order lag; off).
     * contacts: MuJoCo's default soft constraints (20 ms time constant, 20 steps) and friction 1.

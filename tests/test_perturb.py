@@ -33,7 +33,7 @@ def trajectory(task, conditions=(), seed=3, steps=STEPS, repeat=1):
 @pytest.mark.parametrize("task_name", ["ant", "vsr-low"])
 def test_every_condition_is_deterministic_and_the_identity_at_zero(task_name):
     task = get_task(task_name)
-    substeps = 5 if task_name == "ant" else 20
+    substeps = task.timing[0]
     for name, kind in CATALOGUE.items():
         if kind.ant_only and task_name != "ant":
             continue

@@ -75,6 +75,7 @@ def test_add_champion_writes_a_loadable_record(tmp_path):
     assert zoo.names(tmp_path / "zoo") == ["tiny-vsr"]
     assert zoo.provenance("tiny-vsr", tmp_path / "zoo") == json.loads(json.dumps(record))
     assert record["selected_at"]["generation"] == 2 and record["evaluation"]["episodes"] == 2
+    assert record["env"] == "nchl/VSRWalker-v1"  # the model the champion was scored on
     assert Genome.load(tmp_path / "zoo" / "tiny-vsr.npz").sha256() == record["genome_sha256"]
     with pytest.raises(NchlError, match="lower-case words"):
         add_champion(tmp_path / "run", "Bad Name", into=tmp_path / "zoo")
