@@ -179,8 +179,11 @@ def _robustness(task: str, cells: list[dict], out: Path, budget: str) -> list[st
         return f"{c['name']}={c['strength']:g}" + (f"@{c['onset']}" if c["onset"] else "")
 
     retained: dict[str, dict[str, list[float]]] = defaultdict(lambda: {v: [] for v in variants})
+    distance: dict[str, dict[str, list[float]]] = defaultdict(lambda: {v: [] for v in variants})
     for r in stressed:
+        distance["intact"][r["cell"].variant].append(r["stress"]["intact"]["mean"])
         for c in r["stress"]["conditions"]:
+            distance[label(c)][r["cell"].variant].append(c["mean"])
             if c.get("retained") is not None:
                 retained[label(c)][r["cell"].variant].append(c["retained"])
     labels = list(retained)
@@ -204,6 +207,16 @@ def _robustness(task: str, cells: list[dict], out: Path, budget: str) -> list[st
     md += ["| condition | " + " | ".join(f"{v} median" for v in variants) + " |", "|---|" + "---|" * len(variants)]
     for lab in labels:
         md.append(f"| {lab} | " + " | ".join(f"{np.median(retained[lab][v]):.2f}" if retained[lab][v] else "-"
+                                             for v in variants) + " |")
+    undefined = sum(1 for r in stressed if r["stress"]["intact"]["mean"] <= 0)
+    if undefined:
+        md += ["", f"A share is undefined for a champion whose intact mean is not positive: {undefined} of "
+                   f"{len(stressed)} champions are left out of the shares above and the tests below."]
+    md += ["", "Mean distance (m) intact and under each condition, median over seeds (defined for every "
+               "champion, and the scale that says whether a share is a share of a walk):", "",
+           "| condition | " + " | ".join(variants) + " |", "|---|" + "---|" * len(variants)]
+    for lab, by_variant in distance.items():
+        md.append(f"| {lab} | " + " | ".join(f"{np.median(by_variant[v]):.2f}" if by_variant[v] else "-"
                                              for v in variants) + " |")
     md += ["", "Seed-level tests per condition (retained shares; Holm over the pairs of one condition):", "",
            "| condition | A | B | U | p | p (Holm) |", "|---|---|---|---|---|---|"]

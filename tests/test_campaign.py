@@ -143,6 +143,7 @@ def test_report_on_a_tiny_campaign(tmp_path):
     assert [(c["name"], c["strength"]) for c in stress["conditions"]] == [
         ("latency", 20.0), ("dead-motor", 0.5), ("dead-motor", 1.0)]  # one control step: 20 sub-steps
     assert "### vsr-low: robustness" in md and "| dead-motor=0.5 | nchl | wnchl-m2 |" in md
+    assert "Mean distance (m) intact and under each condition" in md and "\n| intact | " in md
     assert len(pngs) >= 3 and expected <= set(pngs)
     assert "WNcHL stores no weights: shown are those its window stands for" in md
     for name in pngs:
