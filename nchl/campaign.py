@@ -67,6 +67,9 @@ class Cell:
         return self.rule if self.window is None else f"{self.rule}-m{self.window}"
 
 
+TRAINING_KEYS = ("randomize", "randomize_p", "action_rate_cost")  # [evolve] keys that set what runs train on
+
+
 @dataclass(frozen=True)
 class Campaign:
     tasks: tuple[str, ...]
@@ -155,6 +158,20 @@ class Campaign:
         """Whether both run their cells with the same ``[evolve]`` and ``[evaluate]`` settings, so
         their runs can stand side by side (and a run of one is a run of the other)."""
         return self.evolve == other.evolve and self.episodes == other.episodes
+
+    def same_budget_but_training(self, other: "Campaign") -> bool:
+        """Whether both spend the same budget and differ at most in what their runs train on (domain
+        randomization, the action-rate cost): then their champions can be compared, e.g. intact vs robust."""
+        def budget(c: Campaign) -> dict:
+            return {k: v for k, v in c.evolve.items() if k not in TRAINING_KEYS}
+        return budget(self) == budget(other) and self.episodes == other.episodes
+
+    def training(self) -> str:
+        """What the runs train on, in a few words: ``intact``, ``randomized``, ``rate cost 0.1``."""
+        parts = ["randomized"] if self.evolve.get("randomize") else []
+        if self.evolve.get("action_rate_cost"):
+            parts.append(f"rate cost {self.evolve['action_rate_cost']:g}")
+        return ", ".join(parts) or "intact"
 
     def extends(self, other: "Campaign") -> bool:
         """Whether this grid holds every run of ``other`` with the same settings, so ``other``'s finished

@@ -74,11 +74,21 @@ def pairwise_tests(groups: dict[str, list[float]]) -> list[dict]:
     return rows
 
 
-def _best_runs(cells: list[dict], by: str) -> dict[str, dict]:
-    """The run with the best held-out mean for each value of a cell attribute (``variant``, ``rule``)."""
+def _variant(r: dict) -> str:
+    """A finished run's rule variant as the report compares it (``nchl``, ``wnchl-m10``); when the reported
+    campaigns train differently, what this run trained on joins it (``nchl (randomized)``)."""
+    return f"{r['cell'].variant} ({r['training']})" if r.get("training") else r["cell"].variant
+
+
+def _run_name(r: dict) -> str:
+    return f"{r['cell'].name} ({r['training']})" if r.get("training") else r["cell"].name
+
+
+def _best_runs(cells: list[dict], key: Callable[[dict], str]) -> dict[str, dict]:
+    """The run with the best held-out mean for each value of ``key`` (the variant, the rule)."""
     best: dict[str, dict] = {}
     for r in cells:
-        k = getattr(r["cell"], by)
+        k = key(r)
         if k not in best or r["evaluation"]["mean"] > best[k]["evaluation"]["mean"]:
             best[k] = r
     return best
@@ -87,7 +97,7 @@ def _best_runs(cells: list[dict], by: str) -> dict[str, dict]:
 def best_champion_tests(cells: list[dict]) -> tuple[dict[str, dict], list[dict]]:
     """Each rule variant's best run (by held-out mean) and pairwise tests between those champions' episode
     distances; no tests where every episode of a champion is the same (a deterministic task such as the VSR)."""
-    best = _best_runs(cells, "variant")
+    best = _best_runs(cells, _variant)
     episodes = {v: [e["fitness"] for e in r["evaluation"]["per_episode"]] for v, r in best.items()}
     if len(best) < 2 or all(np.ptp(x) == 0 for x in episodes.values()):
         return best, []
@@ -140,7 +150,7 @@ def _behaviour_map(task: str, cells: list[dict], out: Path, episodes: int, budge
     for r in cells:
         genome = Genome.load(r["dir"] / "best.npz")
         for res, dt in _recorded_episodes(genome, task, list(range(episodes))):
-            rows.append((r["cell"].variant, descriptors(res.actions, res.fitness, dt)))
+            rows.append((_variant(r), descriptors(res.actions, res.fitness, dt)))
     d = np.array([x for _, x in rows])
     z = (d - d.mean(0)) / np.where(d.std(0) > 0, d.std(0), 1.0)
     _, sv, vt = np.linalg.svd(z, full_matrices=False)
@@ -181,11 +191,11 @@ def _robustness(task: str, cells: list[dict], out: Path, budget: str) -> list[st
     retained: dict[str, dict[str, list[float]]] = defaultdict(lambda: {v: [] for v in variants})
     distance: dict[str, dict[str, list[float]]] = defaultdict(lambda: {v: [] for v in variants})
     for r in stressed:
-        distance["intact"][r["cell"].variant].append(r["stress"]["intact"]["mean"])
+        distance["intact"][_variant(r)].append(r["stress"]["intact"]["mean"])
         for c in r["stress"]["conditions"]:
-            distance[label(c)][r["cell"].variant].append(c["mean"])
+            distance[label(c)][_variant(r)].append(c["mean"])
             if c.get("retained") is not None:
-                retained[label(c)][r["cell"].variant].append(c["retained"])
+                retained[label(c)][_variant(r)].append(c["retained"])
     labels = list(retained)
     plt = _plt()
     cols = min(4, len(labels))
@@ -227,8 +237,11 @@ def _robustness(task: str, cells: list[dict], out: Path, budget: str) -> list[st
 
 
 def _variants(cells: list[dict]) -> list[str]:
-    """The rule variants of some cells in reading order: hl, nchl, then WNcHL by growing window."""
-    key = {r["cell"].variant: (RULES.index(r["cell"].rule), r["cell"].window or 0) for r in cells}
+    """The rule variants of some cells in reading order: hl, nchl, then WNcHL by growing window, each
+    in the order of the campaigns that trained it differently."""
+    trainings = list(dict.fromkeys(r.get("training") for r in cells))
+    key = {_variant(r): (RULES.index(r["cell"].rule), r["cell"].window or 0, trainings.index(r.get("training")))
+           for r in cells}
     return sorted(key, key=key.get)
 
 
@@ -242,12 +255,12 @@ def _champion_boxes(task: str, cells: list[dict], out: Path, caption: str) -> li
     plt = _plt()
     fig, ax = plt.subplots(figsize=(max(6, 0.5 * len(cells) + 2), 4))
     variants = _variants(cells)
-    ordered = sorted(cells, key=lambda r: (variants.index(r["cell"].variant), r["cell"].seed))
+    ordered = sorted(cells, key=lambda r: (variants.index(_variant(r)), r["cell"].seed))
     colors = {v: plt.cm.tab10(i % 10) for i, v in enumerate(variants)}
     box = ax.boxplot([[e["fitness"] for e in r["evaluation"]["per_episode"]] for r in ordered], patch_artist=True)
     for patch, r in zip(box["boxes"], ordered):
-        patch.set_facecolor(colors[r["cell"].variant])
-    ax.set_xticks(range(1, len(ordered) + 1), [r["cell"].name for r in ordered], rotation=60, fontsize=7)
+        patch.set_facecolor(colors[_variant(r)])
+    ax.set_xticks(range(1, len(ordered) + 1), [_run_name(r) for r in ordered], rotation=60, fontsize=7)
     ax.set_ylabel("distance on a held-out episode (m)")
     ax.grid(alpha=0.3)
     return _figure(fig, out, f"champions-{task}.png", caption)
@@ -257,17 +270,17 @@ def _rule_table(cells: list[dict], costs: dict) -> tuple[list[str], list[tuple]]
     """Per rule variant: size, state memory, champion statistics and compute, then the seed-level tests.
     Also returns ``(variant, spec, state bytes, champion means)`` per variant for the window sweep."""
     variants = _variants(cells)
-    groups = {v: [r["evaluation"]["mean"] for r in cells if r["cell"].variant == v] for v in variants}
+    groups = {v: [r["evaluation"]["mean"] for r in cells if _variant(r) == v] for v in variants}
     md = ["| rule | parameters | state memory B | runs | champion median (m) | mean (m) | IQR (m) "
           "| env steps per run (M) | wall time per run (min) |",
           "|---|---|---|---|---|---|---|---|---|"]
     sweep = []
     for v in variants:
-        r0 = next(r for r in cells if r["cell"].variant == v)
+        r0 = next(r for r in cells if _variant(r) == v)
         spec = Genome.load(r0["dir"] / "best.npz").spec
         fp, g = footprint(spec), np.array(groups[v])
         q1, q3 = np.percentile(g, [25, 75])
-        steps, wall = np.mean([costs[r["cell"]] for r in cells if r["cell"].variant == v], axis=0)
+        steps, wall = np.mean([costs[_run_name(r)] for r in cells if _variant(r) == v], axis=0)
         md.append(f"| {v} | {fp.genome_length:,} | {fp.state_bytes:,} | {len(g)} | {np.median(g):.2f} | "
                   f"{g.mean():.2f} | {q1:.2f} - {q3:.2f} | {steps / 1e6:.2f} | {wall / 60:.1f} |")
         sweep.append((v, spec, fp.state_bytes, g))
@@ -312,7 +325,7 @@ def _window_sweep(task: str, sweep: list[tuple], out: Path, budget: str) -> list
 
 def _weights_figure(task: str, cells: list[dict], out: Path, budget: str) -> list[str]:
     """Weights of each rule's best champion within one held-out episode: norms over time, final values."""
-    best = _best_runs(cells, "rule")
+    best = _best_runs(cells, lambda r: r["cell"].rule)
     weight_runs = {rule: best[rule] for rule in ("nchl", "hl", "wnchl") if rule in best}
     fig, (ax1, ax2) = _plt().subplots(1, 2, figsize=(11, 4))
     for rule, r in weight_runs.items():
@@ -337,24 +350,38 @@ def _weights_figure(task: str, cells: list[dict], out: Path, budget: str) -> lis
                    f"{budget}")
 
 
+def _training_labels(campaigns: list, dirs: list[Path]) -> list[str | None]:
+    """Per campaign, what its runs trained on when the campaigns differ there (``intact``, ``randomized``;
+    their directories if those words do not tell them apart), else None: one training, no label."""
+    if all(c.evolve == campaigns[0].evolve for c in campaigns):
+        return [None] * len(campaigns)
+    words = [c.training() for c in campaigns]
+    same_word_other_settings = any(w == v and a.evolve != b.evolve
+                                   for a, w in zip(campaigns, words) for b, v in zip(campaigns, words))
+    return [str(d) for d in dirs] if same_word_other_settings else words
+
+
 def _finished_runs(campaign_dirs: list[Path]) -> tuple[list, list[dict], int]:
     """The campaigns, their finished cells (each with its run ``dir``) and the number of cells in all.
-    Several campaigns are reported together only when they share one budget and no cell name."""
-    campaigns, done, total, where = [], [], 0, {}
-    for src in campaign_dirs:
-        campaign, _ = read_manifest(src)
-        if campaigns and not campaign.same_budget(campaigns[0]):
+    Several campaigns are reported together only when they share one budget and no cell name; campaigns
+    that train differently (intact and randomized) keep their cells apart by a ``training`` label."""
+    campaigns = [read_manifest(src)[0] for src in campaign_dirs]
+    for src, campaign in zip(campaign_dirs[1:], campaigns[1:]):
+        if not campaign.same_budget_but_training(campaigns[0]):
             raise NchlError(f"{src} ran at another budget than {campaign_dirs[0]} ([evolve] or [evaluate] "
-                            "differ): a report combines campaigns of one budget only")
-        campaigns.append(campaign)
+                            "differ beyond what the runs train on): a report combines campaigns of one budget only")
+    done, total, where = [], 0, {}
+    for src, label in zip(campaign_dirs, _training_labels(campaigns, campaign_dirs)):
         for r in summary(src):
-            name = r["cell"].name
+            if label:
+                r = r | {"training": label}
+            name = _run_name(r)
             if name in where:
                 raise NchlError(f"run {name} is in both {where[name]} and {src}: which one to report is ambiguous")
             where[name] = src
             total += 1
             if r["state"] == "done":
-                done.append(r | {"dir": src / name})
+                done.append(r | {"dir": src / r["cell"].name})
     if not done:
         raise NchlError(f"{', '.join(map(str, campaign_dirs))}: no finished run yet (nothing has {EVALUATION}); "
                         "run nchl campaign first")
@@ -376,7 +403,7 @@ def make_report(campaign_dirs: str | Path | list[str | Path], out: str | Path, b
     budget = (f"Budget: {gens} generations, popsize {first['popsize']}, {len(seeds)} seeds per "
               f"configuration, champions re-scored on {campaign.episodes} held-out episodes; "
               f"{len(done)} of {total} runs finished.")
-    costs = {r["cell"]: _run_cost(r["dir"]) for r in done}
+    costs = {_run_name(r): _run_cost(r["dir"]) for r in done}
     compute = (f"Compute: {sum(c[0] for c in costs.values()) / 1e6:.1f} M training environment steps and "
                f"{sum(c[1] for c in costs.values()) / 3600:.1f} h of evolution wall time over the finished runs "
                f"({first['settings']['workers']} evaluation workers per run), champion re-scoring not counted.")

@@ -157,7 +157,12 @@ def test_report_on_a_tiny_campaign(tmp_path):
     (tmp_path / "more.toml").write_text(sweep.replace("seeds = [0, 1]", "seeds = [0]"))
     (tmp_path / "other.toml").write_text(sweep.replace("seeds = [0, 1]", "seeds = [1]").replace(
         "generations = 2", "generations = 1"))
-    for name in ("more", "other"):
+    # a campaign that differs only in what it trains on (randomized) is reported beside the intact one
+    rand = stressed.replace('rules = ["nchl", "wnchl"]', 'rules = ["nchl"]').replace("seeds = [0, 1]", "seeds = [0]")
+    rand = rand.replace("validation_episodes = 1", "validation_episodes = 1\nrandomize_p = 0.5\n"
+                        "[evolve.randomize]\nlatency = [0, 20]\ndead-motor = [0.0, 1.0]")
+    (tmp_path / "rand.toml").write_text(rand)
+    for name in ("more", "other", "rand"):
         r = subprocess.run([sys.executable, "-m", "nchl.cli", "campaign", f"{name}.toml", "--out", name,
                             "--workers", "1"], cwd=tmp_path, capture_output=True, text=True)
         assert r.returncode == 0, r.stderr
@@ -174,6 +179,11 @@ def test_report_on_a_tiny_campaign(tmp_path):
     assert rows == ["| nchl", "| wnchl-m2", "| wnchl-m3"] and "5 of 5 runs finished" in md
     r = report("c", "other")
     assert r.returncode == 2 and "ran at another budget" in r.stderr
+    r = report("c", "rand")  # trained randomized, otherwise c's budget
+    assert r.returncode == 0, r.stderr
+    md = (tmp_path / "both" / "report.md").read_text()
+    rows = [line.split(" | ")[0] for line in md.splitlines() if line.startswith("| nchl (")]
+    assert rows[:2] == ["| nchl (intact)", "| nchl (randomized)"] and "| wnchl-m2 (intact) |" in md
     r = report("c", "c")
     assert r.returncode == 2 and "is in both" in r.stderr
     (tmp_path / "more" / "vsr-low-wnchl-m3-s0" / "log.jsonl").write_text("")
