@@ -11,7 +11,7 @@ import pytest
 from nchl.campaign import Campaign, Cell, cell_state, load_campaign, run_campaign, time_left
 from nchl.errors import NchlError
 from nchl.evolution import Run
-from nchl.report import best_champion_tests, holm, pairwise_tests
+from nchl.report import _robustness, best_champion_tests, holm, pairwise_tests
 
 TINY = """
 [campaign]
@@ -205,6 +205,22 @@ def test_shipped_campaign_files_are_valid():
         a = load_campaign(p)
         changed = {k for k in a.evolve.keys() | small.evolve.keys() if a.evolve.get(k) != small.evolve.get(k)}
         assert a.episodes == small.episodes and changed <= {"clip"}, (p.name, changed)
+
+
+def test_robustness_shares_count_only_champions_that_walk(tmp_path):
+    def run(rule, seed, fitnesses, intact, perturbed):
+        return {"cell": Cell("ant", rule, None, seed), "evaluation": {"per_episode": [{"fitness": f} for f in fitnesses]},
+                "stress": {"episodes": 2, "intact": {"mean": intact}, "conditions": [
+                    {"name": "latency", "strength": 5.0, "onset": 0, "mean": perturbed, "retained": perturbed / intact}]}}
+
+    cells = [run("nchl", 0, [30.0, 20.0], 25.0, 12.5),  # walks: its share counts
+             run("nchl", 1, [0.2, -0.1], 0.05, 0.5),    # forward in half its episodes: 1000 % of nothing
+             run("hl", 0, [0.1, 0.3], 0.2, 0.1)]         # always forward, if slowly: counts
+    md = "\n".join(_robustness("ant", cells, tmp_path, "budget"))
+    assert "| latency=5 | 0.50 | 0.50 |" in md  # hl, nchl medians; with nchl-s1 it would read 5.25
+    assert "| champions that walk | 1 of 1 | 1 of 2 |" in md
+    assert "| intact | 0.20 | 12.53 |" in md  # mean distances keep every champion
+    assert (tmp_path / "robustness-ant.png").read_bytes()[:4] == b"\x89PNG"
 
 
 def test_holm_and_pairwise_tests():
