@@ -204,6 +204,40 @@ def _retained_boxes(task: str, retained: dict[str, dict[str, list[float]]], vari
     return _figure(fig, out, f"robustness-{task}.png", caption)
 
 
+def _delay_vs_frequency(task: str, walkers: list[dict], variants: list[str], out: Path, budget: str) -> list[str]:
+    """Retained share under each delay condition against the intact gait's dominant action frequency, one
+    point per walking champion: a gait whose rhythm is a few control steps long is shifted by a large part
+    of its period by one step of delay, so delay tolerance should fall with frequency (Spearman's rho)."""
+    from scipy.stats import spearmanr
+
+    panels: dict[str, list[tuple[str, float, float]]] = defaultdict(list)
+    for r in walkers:
+        hz = r["stress"]["intact"].get("dominant_frequency_hz")
+        for c in r["stress"]["conditions"]:
+            if c["name"] in ("latency", "action-delay") and not c["onset"] and hz is not None:
+                panels[f"{c['name']}={c['strength']:g}"].append((_variant(r), hz, c["retained"]))
+    panels = {lab: pts for lab, pts in panels.items() if len(pts) >= 3}
+    if not panels:
+        return []
+    plt = _plt()
+    fig, axes = plt.subplots(1, len(panels), figsize=(4.2 * len(panels), 3.4), squeeze=False)
+    colors = {v: plt.cm.tab10(i % 10) for i, v in enumerate(variants)}
+    md = ["| delay condition | walking champions | Spearman rho (frequency, retained) | p |", "|---|---|---|---|"]
+    for ax, (lab, pts) in zip(axes.flat, panels.items()):
+        for v in dict.fromkeys(p[0] for p in pts):
+            ax.scatter([p[1] for p in pts if p[0] == v], [p[2] for p in pts if p[0] == v], color=colors[v], label=v)
+        rho, pval = spearmanr([p[1] for p in pts], [p[2] for p in pts])
+        md.append(f"| {lab} | {len(pts)} | {rho:.2f} | {pval:.3g} |")
+        ax.set_title(f"{lab}: rho = {rho:.2f}", fontsize=9)
+        ax.set_xlabel("dominant action frequency intact (Hz)", fontsize=8)
+        ax.set_ylabel("retained distance", fontsize=8)
+        ax.axhline(1.0, color="grey", lw=0.6)
+    axes.flat[0].legend(fontsize=7)
+    caption = (f"{task}: share kept under each delay against the intact gait's dominant action frequency, one "
+               f"point per walking champion. {budget}")
+    return _figure(fig, out, f"delay-frequency-{task}.png", caption) + md + [""]
+
+
 def _robustness(task: str, cells: list[dict], out: Path, budget: str) -> list[str]:
     """Retained distance (condition mean / intact mean over the stress episodes) per rule variant and
     condition, box plots over seeds, and Mann-Whitney U + Holm between variants per condition."""
@@ -239,7 +273,8 @@ def _robustness(task: str, cells: list[dict], out: Path, budget: str) -> list[st
     md += ["", f"Shares count only champions that walk: forward on at least {WALKS_FORWARD:.0%} of their held-out "
                "episodes, with a positive intact mean. A share of a champion that barely moves is noise over noise "
                "(a few cm intact against a few dm perturbed reads as several hundred per cent)."]
-    md += ["", "Mean distance (m) intact and under each condition, median over seeds (defined for every "
+    md += [""] + _delay_vs_frequency(task, [r for r in stressed if _walks(r)], variants, out, budget)
+    md += ["Mean distance (m) intact and under each condition, median over seeds (defined for every "
                "champion, and the scale that says whether a share is a share of a walk):", "",
            "| condition | " + " | ".join(variants) + " |", "|---|" + "---|" * len(variants)]
     for lab, by_variant in distance.items():

@@ -208,19 +208,23 @@ def test_shipped_campaign_files_are_valid():
 
 
 def test_robustness_shares_count_only_champions_that_walk(tmp_path):
-    def run(rule, seed, fitnesses, intact, perturbed):
+    def run(rule, seed, fitnesses, intact, perturbed, hz):
         return {"cell": Cell("ant", rule, None, seed), "evaluation": {"per_episode": [{"fitness": f} for f in fitnesses]},
-                "stress": {"episodes": 2, "intact": {"mean": intact}, "conditions": [
+                "stress": {"episodes": 2, "intact": {"mean": intact, "dominant_frequency_hz": hz}, "conditions": [
                     {"name": "latency", "strength": 5.0, "onset": 0, "mean": perturbed, "retained": perturbed / intact}]}}
 
-    cells = [run("nchl", 0, [30.0, 20.0], 25.0, 12.5),  # walks: its share counts
-             run("nchl", 1, [0.2, -0.1], 0.05, 0.5),    # forward in half its episodes: 1000 % of nothing
-             run("hl", 0, [0.1, 0.3], 0.2, 0.1)]         # always forward, if slowly: counts
+    cells = [run("nchl", 0, [30.0, 20.0], 25.0, 12.5, 6.0),  # walks: its share counts
+             run("nchl", 1, [0.2, -0.1], 0.05, 0.5, 0.0),    # forward in half its episodes: 1000 % of nothing
+             run("hl", 0, [0.1, 0.3], 0.2, 0.1, 2.0),         # always forward, if slowly: counts
+             run("static", 0, [9.0, 11.0], 10.0, 2.0, 10.0)]
     md = "\n".join(_robustness("ant", cells, tmp_path, "budget"))
-    assert "| latency=5 | 0.50 | 0.50 |" in md  # hl, nchl medians; with nchl-s1 it would read 5.25
-    assert "| champions that walk | 1 of 1 | 1 of 2 |" in md
-    assert "| intact | 0.20 | 12.53 |" in md  # mean distances keep every champion
-    assert (tmp_path / "robustness-ant.png").read_bytes()[:4] == b"\x89PNG"
+    assert "| latency=5 | 0.50 | 0.50 | 0.20 |" in md  # hl, nchl, static; with nchl-s1 nchl's would read 5.25
+    assert "| champions that walk | 1 of 1 | 1 of 2 | 1 of 1 |" in md
+    assert "| intact | 0.20 | 12.53 | 10.00 |" in md  # mean distances keep every champion
+    # the three walkers' shares fall with their gait's frequency: 0.5 at 2 and 6 Hz, 0.2 at 10 Hz
+    assert "| latency=5 | 3 | -0.87 |" in md
+    for png in ("robustness-ant.png", "delay-frequency-ant.png"):
+        assert (tmp_path / png).read_bytes()[:4] == b"\x89PNG"
 
 
 def test_holm_and_pairwise_tests():
