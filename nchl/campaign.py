@@ -37,7 +37,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from .errors import NchlError
-from .evolution import ConfigError, EvolveConfig, Run, evaluate_genome, load_toml
+from .evolution import ConfigError, EvolveConfig, Run, evaluate_genome, load_toml, training_words
 from .fileio import WriterLock, atomic_write
 from .genome import Genome
 from .spec import RULES
@@ -168,10 +168,7 @@ class Campaign:
 
     def training(self) -> str:
         """What the runs train on, in a few words: ``intact``, ``randomized``, ``rate cost 0.1``."""
-        parts = ["randomized"] if self.evolve.get("randomize") else []
-        if self.evolve.get("action_rate_cost"):
-            parts.append(f"rate cost {self.evolve['action_rate_cost']:g}")
-        return ", ".join(parts) or "intact"
+        return training_words(self.evolve)
 
     def extends(self, other: "Campaign") -> bool:
         """Whether this grid holds every run of ``other`` with the same settings, so ``other``'s finished

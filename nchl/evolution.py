@@ -90,6 +90,15 @@ class CheckpointError(NchlError):
     pass
 
 
+def training_words(settings: dict) -> str:
+    """What a run trains on, in a few words, from its settings (``[evolve]`` or ``config.json``'s):
+    ``intact``, ``randomized``, ``rate cost 0.1``; reports keep runs that train differently apart by it."""
+    parts = ["randomized"] if settings.get("randomize") else []
+    if settings.get("action_rate_cost"):
+        parts.append(f"rate cost {settings['action_rate_cost']:g}")
+    return ", ".join(parts) or "intact"
+
+
 @dataclass(frozen=True)
 class EvolveConfig:
     """Settings of a run; the same keys are accepted from the command line and from TOML."""

@@ -10,12 +10,13 @@ from pathlib import Path
 import numpy as np
 
 from .errors import NchlError
-from .evolution import read_log
+from .evolution import read_log, training_words
 
 
 def read_run(run_dir: str | Path) -> tuple[str, np.ndarray, np.ndarray]:
-    """(label, best-ever training fitness, best-so-far validation mean) per generation of one run
-    directory; the validation curve is NaN before the first validation (or without validation)."""
+    """(label: task, rule and what it trains on unless intact; best-ever training fitness; best-so-far
+    validation mean) per generation of one run directory; the validation curve is NaN before the first
+    validation (or without validation)."""
     run_dir = Path(run_dir)
     try:
         cfg = json.loads((run_dir / "config.json").read_text())
@@ -24,6 +25,8 @@ def read_run(run_dir: str | Path) -> tuple[str, np.ndarray, np.ndarray]:
     log = read_log(run_dir)
     s = cfg["settings"]
     label = s["rule"] if s["rule"] != "wnchl" else f"wnchl (m={s['window']})"
+    if training_words(s) != "intact":
+        label += f", {training_words(s)}"  # runs that train differently are curves of their own
     validation = np.array([np.nan if e.get("best_validation") is None else e["best_validation"] for e in log])
     validation[~np.isfinite(validation)] = np.nan
     return f"{s['task']}: {label}", np.array([e["best_ever"] for e in log]), validation

@@ -277,9 +277,11 @@ def test_plot_groups_runs_by_rule(tmp_path):
     assert "vsr-low: nchl" in r.stdout and "2 runs" in r.stdout
     from nchl.plots import plot_runs
 
-    summary = plot_runs([str(a), str(b)], str(tmp_path / "g.png"))
+    c, _ = evolve(tmp_path, "c", generations=2, action_rate_cost=0.1)  # trains on another fitness: own group
+    summary = plot_runs([str(a), str(b), str(c)], str(tmp_path / "g.png"))
     finals = [json.loads((d / "log.jsonl").read_text().splitlines()[-1])["best_validation"] for d in (a, b)]
     assert summary["vsr-low: nchl"]["final_validation"] == finals
+    assert summary["vsr-low: nchl, rate cost 0.1"]["runs"] == 1
     assert (tmp_path / "f.png").read_bytes()[:4] == b"\x89PNG"
 
 
