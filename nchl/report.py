@@ -238,6 +238,54 @@ def _delay_vs_frequency(task: str, walkers: list[dict], variants: list[str], out
     return _figure(fig, out, f"delay-frequency-{task}.png", caption) + md + [""]
 
 
+def _condition_label(c: dict) -> str:
+    """A stress condition as the report names it: ``latency=5``, ``dead-motor=1@500``."""
+    return f"{c['name']}={c['strength']:g}" + (f"@{c['onset']}" if c["onset"] else "")
+
+
+def _training_effect(task: str, cells: list[dict]) -> list[str]:
+    """What training differently (randomized vs intact) changes per rule: the held-out mean and the mean
+    distance under each stress condition, medians over seeds of each training, Mann-Whitney U between
+    the two sets of seeds with Holm over the rules of one row. Empty unless the cells train differently."""
+    trainings = list(dict.fromkeys(r.get("training") for r in cells))
+    if len(trainings) < 2:
+        return []
+    ranked = sorted(cells, key=lambda r: (RULES.index(r["cell"].rule), r["cell"].window or 0))
+    rules = list(dict.fromkeys(r["cell"].variant for r in ranked))
+    measures: dict[str, dict[tuple[str, str], list[float]]] = defaultdict(lambda: defaultdict(list))
+    for r in cells:
+        key = (r["cell"].variant, r["training"])
+        measures["held-out mean"][key].append(r["evaluation"]["mean"])
+        for c in (r.get("stress") or {}).get("conditions", []):
+            measures[_condition_label(c)][key].append(c["mean"])
+    md = []
+    for other in trainings[1:]:
+        ref = trainings[0]
+        md += [f"### {task}: trained {other} against trained {ref}", "",
+               f"Mean distance (m), median over seeds trained {ref} -> trained {other}, and Holm-corrected p of "
+               "a two-sided Mann-Whitney U between the two sets of seeds (over the rules of a row):", "",
+               "| measure | " + " | ".join(rules) + " |", "|---|" + "---|" * len(rules)]
+        for name, values in measures.items():
+            pairs = [v for v in rules if values[(v, ref)] and values[(v, other)]]
+            tests = {t["a"]: t for t in _paired_rule_tests({v: (values[(v, ref)], values[(v, other)]) for v in pairs})}
+            md.append(f"| {name} | " + " | ".join(
+                f"{np.median(values[(v, ref)]):.2f} -> {np.median(values[(v, other)]):.2f} "
+                f"(p {tests[v]['p_holm']:.2g})" if v in tests else "-" for v in rules) + " |")
+        md.append("")
+    return md
+
+
+def _paired_rule_tests(groups: dict[str, tuple[list[float], list[float]]]) -> list[dict]:
+    """Per rule, two-sided Mann-Whitney U between two sets of seeds; Holm over the rules."""
+    from scipy.stats import mannwhitneyu
+
+    rows = [{"a": v, "U": float(u), "p": float(p)}
+            for v, (x, y) in groups.items() for u, p in [mannwhitneyu(x, y, alternative="two-sided")]]
+    for row, adj in zip(rows, holm([r["p"] for r in rows])):
+        row["p_holm"] = adj
+    return rows
+
+
 def _robustness(task: str, cells: list[dict], out: Path, budget: str) -> list[str]:
     """Retained distance (condition mean / intact mean over the stress episodes) per rule variant and
     condition, box plots over seeds, and Mann-Whitney U + Holm between variants per condition."""
@@ -246,17 +294,14 @@ def _robustness(task: str, cells: list[dict], out: Path, budget: str) -> list[st
         return []
     variants = _variants(stressed)
 
-    def label(c: dict) -> str:
-        return f"{c['name']}={c['strength']:g}" + (f"@{c['onset']}" if c["onset"] else "")
-
     retained: dict[str, dict[str, list[float]]] = defaultdict(lambda: {v: [] for v in variants})
     distance: dict[str, dict[str, list[float]]] = defaultdict(lambda: {v: [] for v in variants})
     for r in stressed:
         distance["intact"][_variant(r)].append(r["stress"]["intact"]["mean"])
         for c in r["stress"]["conditions"]:
-            distance[label(c)][_variant(r)].append(c["mean"])
+            distance[_condition_label(c)][_variant(r)].append(c["mean"])
             if _walks(r) and c.get("retained") is not None:
-                retained[label(c)][_variant(r)].append(c["retained"])
+                retained[_condition_label(c)][_variant(r)].append(c["retained"])
     labels = list(retained)
     episodes = stressed[0]["stress"]["episodes"]
     caption = (f"{task}: share of its intact mean distance that each walking champion keeps under each condition "
@@ -488,6 +533,7 @@ def make_report(campaign_dirs: str | Path | list[str | Path], out: str | Path, b
         md += _behaviour_map(task, cells, out, behaviour_episodes, budget)
         md += _weights_figure(task, cells, out, budget)
         md += _robustness(task, cells, out, budget)
+        md += _training_effect(task, cells)
     path = out / "report.md"
     path.write_text("\n".join(md) + "\n")
     return path

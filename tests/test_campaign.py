@@ -11,7 +11,7 @@ import pytest
 from nchl.campaign import Campaign, Cell, cell_state, load_campaign, run_campaign, time_left
 from nchl.errors import NchlError
 from nchl.evolution import Run
-from nchl.report import _robustness, best_champion_tests, holm, pairwise_tests
+from nchl.report import _robustness, _training_effect, best_champion_tests, holm, pairwise_tests
 
 TINY = """
 [campaign]
@@ -184,6 +184,7 @@ def test_report_on_a_tiny_campaign(tmp_path):
     md = (tmp_path / "both" / "report.md").read_text()
     rows = [line.split(" | ")[0] for line in md.splitlines() if line.startswith("| nchl (")]
     assert rows[:2] == ["| nchl (intact)", "| nchl (randomized)"] and "| wnchl-m2 (intact) |" in md
+    assert "### vsr-low: trained randomized against trained intact" in md and "| held-out mean | " in md
     r = report("c", "c")
     assert r.returncode == 2 and "is in both" in r.stderr
     (tmp_path / "more" / "vsr-low-wnchl-m3-s0" / "log.jsonl").write_text("")
@@ -225,6 +226,21 @@ def test_robustness_shares_count_only_champions_that_walk(tmp_path):
     assert "| latency=5 | 3 | -0.87 |" in md
     for png in ("robustness-ant.png", "delay-frequency-ant.png"):
         assert (tmp_path / png).read_bytes()[:4] == b"\x89PNG"
+
+
+def test_training_effect_compares_each_rule_across_trainings():
+    def run(rule, seed, training, mean, perturbed):
+        return {"cell": Cell("ant", rule, None, seed), "training": training, "evaluation": {"mean": mean},
+                "stress": {"conditions": [{"name": "latency", "strength": 5.0, "onset": 0, "mean": perturbed}]}}
+
+    cells = [run(rule, s, t, base + s + (4.0 if t == "randomized" else 0.0), 1.0 + s + (t == "randomized"))
+             for rule, base in (("static", 10.0), ("nchl", 1.0)) for t in ("intact", "randomized") for s in range(3)]
+    md = "\n".join(_training_effect("ant", cells))
+    assert "### ant: trained randomized against trained intact" in md and "| measure | nchl | static |" in md
+    # three seeds apart on both rules: U = 0, exact p = 0.1, Holm over the two rules 0.2
+    assert "| held-out mean | 2.00 -> 6.00 (p 0.2) | 11.00 -> 15.00 (p 0.2) |" in md
+    assert "| latency=5 | 2.00 -> 3.00 (p " in md
+    assert _training_effect("ant", [r for r in cells if r["training"] == "intact"]) == []
 
 
 def test_holm_and_pairwise_tests():
