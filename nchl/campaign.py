@@ -37,7 +37,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from .errors import NchlError
-from .evolution import ConfigError, EvolveConfig, Run, evaluate_genome, load_toml, training_words
+from .evolution import ConfigError, EvolveConfig, Run, evaluate_genome, load_toml
 from .fileio import WriterLock, atomic_write
 from .genome import Genome
 from .spec import RULES
@@ -165,10 +165,6 @@ class Campaign:
         def budget(c: Campaign) -> dict:
             return {k: v for k, v in c.evolve.items() if k not in TRAINING_KEYS}
         return budget(self) == budget(other) and self.episodes == other.episodes
-
-    def training(self) -> str:
-        """What the runs train on, in a few words: ``intact``, ``randomized``, ``rate cost 0.1``."""
-        return training_words(self.evolve)
 
     def extends(self, other: "Campaign") -> bool:
         """Whether this grid holds every run of ``other`` with the same settings, so ``other``'s finished

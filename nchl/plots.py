@@ -25,8 +25,9 @@ def read_run(run_dir: str | Path) -> tuple[str, np.ndarray, np.ndarray]:
     log = read_log(run_dir)
     s = cfg["settings"]
     label = s["rule"] if s["rule"] != "wnchl" else f"wnchl (m={s['window']})"
-    if training_words(s) != "intact":
-        label += f", {training_words(s)}"  # runs that train differently are curves of their own
+    training = training_words(s)
+    if training != "intact":
+        label += f", {training}"  # runs that train differently are curves of their own
     validation = np.array([np.nan if e.get("best_validation") is None else e["best_validation"] for e in log])
     validation[~np.isfinite(validation)] = np.nan
     return f"{s['task']}: {label}", np.array([e["best_ever"] for e in log]), validation

@@ -23,10 +23,12 @@ from typing import Callable
 
 import numpy as np
 
+from nchl_sim.perturb import kind_of
+
 from .behaviour import DESCRIPTORS, descriptors
 from .campaign import EVALUATION, read_manifest, summary
 from .errors import NchlError
-from .evolution import evaluation_controller, read_log
+from .evolution import evaluation_controller, read_log, training_words
 from .genome import Genome
 from .spec import RULES
 from .memory import fig1, footprint
@@ -182,8 +184,7 @@ WALKS_FORWARD = 0.9  # a champion walks when at least this share of its held-out
 
 def _walks(r: dict) -> bool:
     """Whether a finished run's champion walks, so that a share of its intact distance means something."""
-    forward = np.mean([e["fitness"] > 0 for e in r["evaluation"]["per_episode"]])
-    return forward >= WALKS_FORWARD and r["stress"]["intact"]["mean"] > 0
+    return r["evaluation"]["forward_fraction"] >= WALKS_FORWARD and r["stress"]["intact"]["mean"] > 0
 
 
 def _retained_boxes(task: str, retained: dict[str, dict[str, list[float]]], variants: list[str], out: Path,
@@ -214,7 +215,7 @@ def _delay_vs_frequency(task: str, walkers: list[dict], variants: list[str], out
     for r in walkers:
         hz = r["stress"]["intact"].get("dominant_frequency_hz")
         for c in r["stress"]["conditions"]:
-            if c["name"] in ("latency", "action-delay") and not c["onset"] and hz is not None:
+            if kind_of(c["name"]).delays and not c["onset"] and hz is not None:
                 panels[f"{c['name']}={c['strength']:g}"].append((_variant(r), hz, c["retained"]))
     panels = {lab: pts for lab, pts in panels.items() if len(pts) >= 3}
     if not panels:
@@ -267,23 +268,13 @@ def _training_effect(task: str, cells: list[dict]) -> list[str]:
                "| measure | " + " | ".join(rules) + " |", "|---|" + "---|" * len(rules)]
         for name, values in measures.items():
             pairs = [v for v in rules if values[(v, ref)] and values[(v, other)]]
-            tests = {t["a"]: t for t in _paired_rule_tests({v: (values[(v, ref)], values[(v, other)]) for v in pairs})}
+            p = dict(zip(pairs, holm([pairwise_tests({ref: values[(v, ref)], other: values[(v, other)]})[0]["p"]
+                                      for v in pairs])))
             md.append(f"| {name} | " + " | ".join(
-                f"{np.median(values[(v, ref)]):.2f} -> {np.median(values[(v, other)]):.2f} "
-                f"(p {tests[v]['p_holm']:.2g})" if v in tests else "-" for v in rules) + " |")
+                f"{np.median(values[(v, ref)]):.2f} -> {np.median(values[(v, other)]):.2f} (p {p[v]:.2g})"
+                if v in p else "-" for v in rules) + " |")
         md.append("")
     return md
-
-
-def _paired_rule_tests(groups: dict[str, tuple[list[float], list[float]]]) -> list[dict]:
-    """Per rule, two-sided Mann-Whitney U between two sets of seeds; Holm over the rules."""
-    from scipy.stats import mannwhitneyu
-
-    rows = [{"a": v, "U": float(u), "p": float(p)}
-            for v, (x, y) in groups.items() for u, p in [mannwhitneyu(x, y, alternative="two-sided")]]
-    for row, adj in zip(rows, holm([r["p"] for r in rows])):
-        row["p_holm"] = adj
-    return rows
 
 
 def _robustness(task: str, cells: list[dict], out: Path, budget: str) -> list[str]:
@@ -294,13 +285,15 @@ def _robustness(task: str, cells: list[dict], out: Path, budget: str) -> list[st
         return []
     variants = _variants(stressed)
 
+    walkers = [r for r in stressed if _walks(r)]
+    walking_runs = {_run_name(r) for r in walkers}
     retained: dict[str, dict[str, list[float]]] = defaultdict(lambda: {v: [] for v in variants})
     distance: dict[str, dict[str, list[float]]] = defaultdict(lambda: {v: [] for v in variants})
     for r in stressed:
         distance["intact"][_variant(r)].append(r["stress"]["intact"]["mean"])
         for c in r["stress"]["conditions"]:
             distance[_condition_label(c)][_variant(r)].append(c["mean"])
-            if _walks(r) and c.get("retained") is not None:
+            if _run_name(r) in walking_runs and c.get("retained") is not None:
                 retained[_condition_label(c)][_variant(r)].append(c["retained"])
     labels = list(retained)
     episodes = stressed[0]["stress"]["episodes"]
@@ -312,13 +305,13 @@ def _robustness(task: str, cells: list[dict], out: Path, budget: str) -> list[st
     for lab in labels:
         md.append(f"| {lab} | " + " | ".join(f"{np.median(retained[lab][v]):.2f}" if retained[lab][v] else "-"
                                              for v in variants) + " |")
-    walking = {v: sum(_walks(r) for r in stressed if _variant(r) == v) for v in variants}
+    walking = {v: sum(_variant(r) == v for r in walkers) for v in variants}
     counted = {v: sum(_variant(r) == v for r in stressed) for v in variants}
     md.append("| champions that walk | " + " | ".join(f"{walking[v]} of {counted[v]}" for v in variants) + " |")
     md += ["", f"Shares count only champions that walk: forward on at least {WALKS_FORWARD:.0%} of their held-out "
                "episodes, with a positive intact mean. A share of a champion that barely moves is noise over noise "
                "(a few cm intact against a few dm perturbed reads as several hundred per cent)."]
-    md += [""] + _delay_vs_frequency(task, [r for r in stressed if _walks(r)], variants, out, budget)
+    md += [""] + _delay_vs_frequency(task, walkers, variants, out, budget)
     md += ["Mean distance (m) intact and under each condition, median over seeds (defined for every "
                "champion, and the scale that says whether a share is a share of a walk):", "",
            "| condition | " + " | ".join(variants) + " |", "|---|" + "---|" * len(variants)]
@@ -454,7 +447,7 @@ def _training_labels(campaigns: list, dirs: list[Path]) -> list[str | None]:
     their directories if those words do not tell them apart), else None: one training, no label."""
     if all(c.evolve == campaigns[0].evolve for c in campaigns):
         return [None] * len(campaigns)
-    words = [c.training() for c in campaigns]
+    words = [training_words(c.evolve) for c in campaigns]
     same_word_other_settings = any(w == v and a.evolve != b.evolve
                                    for a, w in zip(campaigns, words) for b, v in zip(campaigns, words))
     return [str(d) for d in dirs] if same_word_other_settings else words

@@ -42,6 +42,11 @@ class Kind:
     ant_only: bool = False
     harsher_above: bool = True    # a larger strength is a harsher condition (not for ADC bits)
 
+    @property
+    def delays(self) -> bool:
+        """Whether the condition delays the control loop (its strength counts physics sub-steps)."""
+        return self.unit == "sub-steps"
+
 
 CATALOGUE: dict[str, Kind] = {
     "obs-noise": Kind("Gaussian noise on every observation (the task's scaled units)", "sigma", 0.05, 10.0),

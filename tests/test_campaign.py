@@ -11,7 +11,7 @@ import pytest
 from nchl.campaign import Campaign, Cell, cell_state, load_campaign, run_campaign, time_left
 from nchl.errors import NchlError
 from nchl.evolution import Run
-from nchl.report import _robustness, _training_effect, best_champion_tests, holm, pairwise_tests
+from nchl.report import _robustness, _training_effect, _training_labels, best_champion_tests, holm, pairwise_tests
 
 TINY = """
 [campaign]
@@ -210,7 +210,8 @@ def test_shipped_campaign_files_are_valid():
 
 def test_robustness_shares_count_only_champions_that_walk(tmp_path):
     def run(rule, seed, fitnesses, intact, perturbed, hz):
-        return {"cell": Cell("ant", rule, None, seed), "evaluation": {"per_episode": [{"fitness": f} for f in fitnesses]},
+        forward = sum(f > 0 for f in fitnesses) / len(fitnesses)
+        return {"cell": Cell("ant", rule, None, seed), "evaluation": {"forward_fraction": forward},
                 "stress": {"episodes": 2, "intact": {"mean": intact, "dominant_frequency_hz": hz}, "conditions": [
                     {"name": "latency", "strength": 5.0, "onset": 0, "mean": perturbed, "retained": perturbed / intact}]}}
 
@@ -241,6 +242,18 @@ def test_training_effect_compares_each_rule_across_trainings():
     assert "| held-out mean | 2.00 -> 6.00 (p 0.2) | 11.00 -> 15.00 (p 0.2) |" in md
     assert "| latency=5 | 2.00 -> 3.00 (p " in md
     assert _training_effect("ant", [r for r in cells if r["training"] == "intact"]) == []
+
+
+def test_training_labels_name_campaigns_apart():
+    def campaign(**evolve):
+        return Campaign.from_mapping({"campaign": {"tasks": ["ant"], "rules": ["nchl"], "seeds": [0]},
+                                      "evolve": {"generations": 3, **evolve}})
+
+    intact, rand = campaign(), campaign(randomize={"latency": [0, 5]})
+    assert _training_labels([intact, intact], ["a", "b"]) == [None, None]  # one training: no label
+    assert _training_labels([intact, rand], ["a", "b"]) == ["intact", "randomized"]
+    assert _training_labels([rand, campaign(randomize={"mass": [0.0, 0.2]})], ["a", "b"]) == ["a", "b"]
+    assert _training_labels([intact, campaign(action_rate_cost=0.1)], ["a", "b"]) == ["intact", "rate cost 0.1"]
 
 
 def test_holm_and_pairwise_tests():
