@@ -207,15 +207,16 @@ def cell_state(out: Path, cell: Cell, campaign: Campaign | None = None) -> str:
 
 
 def run_cell(out: Path, campaign: Campaign, cell: Cell, workers: int, scheduler: str | None,
-             log: Callable[[str], None]) -> dict:
-    """Evolve (or resume) one cell, then score its champion on held-out episodes."""
+             log: Callable[[str], None], command: list[str] | None = None) -> dict:
+    """Evolve (or resume) one cell, then score its champion on held-out episodes; a new cell records
+    ``command`` (default: this process's command line) as the command that made it."""
     run_dir = out / cell.name
     where = {"workers": workers, **({"scheduler": scheduler} if scheduler else {})}
     with WriterLock(run_dir, "run") as lock:
         if (run_dir / "config.json").is_file():
             Run(run_dir, resume=True, where=where, log=log, lock=lock).run()
         else:
-            Run(run_dir, campaign.config(cell, where=where), log=log, lock=lock).run()
+            Run(run_dir, campaign.config(cell, where=where), log=log, lock=lock, command=command).run()
         genome = Genome.load(run_dir / "best.npz")
         stats = evaluate_genome(genome.spec, genome.values, cell.task, campaign.episodes, seed=0, workers=workers,
                                 log=log)
@@ -347,7 +348,8 @@ def _cell_main(argv: list[str]) -> int:
     path, out, name, workers, scheduler = argv
     campaign = load_campaign(path)
     cell = next(c for c in campaign.cells() if c.name == name)
-    run_cell(Path(out), campaign, cell, int(workers), scheduler or None, log=lambda m: print(m, flush=True))
+    run_cell(Path(out), campaign, cell, int(workers), scheduler or None, log=lambda m: print(m, flush=True),
+             command=["nchl", "campaign", path, "--out", out])  # what the user ran, not this worker's argv
     return 0
 
 

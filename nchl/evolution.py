@@ -393,9 +393,11 @@ class Run:
     def __init__(self, out: str | os.PathLike, config: EvolveConfig | None = None, resume: bool = False,
                  generations: int | None = None, log: Callable[[str], None] = print,
                  evaluator: str = "nchl.evolution:evaluate_candidate", where: dict | None = None,
-                 lock: WriterLock | None = None) -> None:
-        """``where`` may change ``workers``/``scheduler`` of a resumed run: they do not change results."""
+                 lock: WriterLock | None = None, command: list[str] | None = None) -> None:
+        """``where`` may change ``workers``/``scheduler`` of a resumed run: they do not change results.
+        ``command`` is the command line a new run records as provenance (default: this process's)."""
         self.out = Path(out)
+        self.command = list(sys.argv if command is None else command)
         self.log = log
         self.evaluator = evaluator
         if resume and not (self.out / "config.json").is_file():
@@ -454,7 +456,7 @@ class Run:
                       "genome_length": self.spec.genome_length, "layers": list(self.spec.topology.layers),
                       "genome_init": f"uniform(-{GENOME_INIT_RANGE}, {GENOME_INIT_RANGE})",
                       "validation_seeds": self.validation_seeds,
-                      "versions": _versions(), "command": sys.argv}
+                      "versions": _versions(), "command": self.command}
             # config.json last: it marks a run that can be resumed (a crash before it leaves a new run)
             write_checkpoint(self.out / CHECKPOINT, self.state)
             atomic_write(self.out / LOG, b"")

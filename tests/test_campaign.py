@@ -98,6 +98,9 @@ def test_skip_resume_equals_uninterrupted_and_parallel(tmp_path):
         assert a == json.loads((tmp_path / "full" / c.name / "evaluation.json").read_text())
     par = run_campaign(tmp_path / "c.toml", tmp_path / "par", workers=1, parallel=2, **quiet)
     assert par["ran"] == 2 and logs(tmp_path / "par") == logs(tmp_path / "full")
+    for c in campaign.cells():  # a cell run in its own process records the user's command, not the worker's
+        command = json.loads((tmp_path / "par" / c.name / "config.json").read_text())["command"]
+        assert command == ["nchl", "campaign", str(tmp_path / "c.toml"), "--out", str(tmp_path / "par")]
     (tmp_path / "other.toml").write_text(TINY.replace("generations = 2", "generations = 3"))
     with pytest.raises(NchlError, match="holds a different campaign"):
         run_campaign(tmp_path / "other.toml", tmp_path / "full", workers=1, **quiet)
