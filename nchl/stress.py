@@ -4,7 +4,9 @@ Every condition runs on the same episode seeds as the intact controller, so ``re
 condition's mean distance over the intact mean) compares like with like. Each episode also gives
 the controller's saturated share and dominant actuation frequency (:mod:`nchl.behaviour`), and
 for a condition with an onset (an event in the middle of the episode) the forward velocity over
-time, to see whether and how fast the controller recovers.
+time, to see whether and how fast the controller recovers. A damage condition is also split by the
+part it struck in each episode (which motor, which foot), since that can decide more than the
+condition does.
 """
 
 from __future__ import annotations
@@ -17,7 +19,7 @@ from typing import Callable, Sequence
 import numpy as np
 
 from nchl_sim import get_task, rollout
-from nchl_sim.perturb import CATALOGUE, Condition, check_applicable, condition, default_strength
+from nchl_sim.perturb import CATALOGUE, Condition, check_applicable, condition, default_strength, struck_parts
 
 from .behaviour import descriptors
 from .errors import NchlError
@@ -60,7 +62,7 @@ def stress_episode(payload: tuple, attempt: int) -> dict:
     env = worker_env(task_name, conditions=conditions)
     r = rollout(env, evaluation_controller(spec, genome, backend), seed, record=True)
     d = descriptors(r.actions, r.fitness, float(env.unwrapped.dt))
-    return {"seed": seed, "fitness": r.fitness, "steps": r.steps, "reason": r.reason,
+    return {"seed": seed, "fitness": r.fitness, "steps": r.steps, "reason": r.reason, "struck": struck_parts(env),
             "saturated_share": float(d[3]), "dominant_frequency_hz": float(d[4]),
             "x": r.x.tolist() if track else None}
 
@@ -72,15 +74,13 @@ class Trial:
     conditions: tuple[Condition, ...]
     episodes: list[dict]
 
-    def summary(self, intact_mean: float | None, dt: float) -> dict:
-        f = np.array([e["fitness"] for e in self.episodes])
-        row = {"mean": float(f.mean()), "std": float(f.std()), "median": float(np.median(f)),
-               "forward_fraction": float((f > 0).mean()),
-               "saturated_share": float(np.mean([e["saturated_share"] for e in self.episodes])),
-               "dominant_frequency_hz": float(np.median([e["dominant_frequency_hz"] for e in self.episodes])),
-               "per_episode": [round(float(x), 4) for x in f]}
-        if intact_mean is not None:
-            row["retained"] = float(f.mean() / intact_mean) if intact_mean > 0 else None
+    def summary(self, intact: "Trial | None", dt: float) -> dict:
+        row = _statistics(self.episodes)
+        if intact is not None:
+            row["retained"] = _retained(self.episodes, intact)
+            parts = self.by_part(intact)
+            if parts:
+                row["by_part"] = parts
         xs = [e["x"] for e in self.episodes if e["x"] is not None]
         if xs:  # mean forward velocity per control step over the episodes that lasted that long
             longest = max(len(x) for x in xs)
@@ -91,6 +91,37 @@ class Trial:
             mean = np.nansum(v, axis=0) / np.maximum(counts, 1)
             row["velocity"] = [round(float(u), 4) if n else None for u, n in zip(mean, counts)]
         return row
+
+    def by_part(self, intact: "Trial") -> list[dict]:
+        """The episodes split by the part the damage struck (which motor, which foot), each part's
+        ``retained`` against the intact episodes of the same seeds: a mean over random parts hides
+        that losing one motor stops a gait and losing another does not."""
+        (c,) = self.conditions
+        groups: dict[str, list[dict]] = {}
+        for e in self.episodes:
+            if c.name in e["struck"]:
+                groups.setdefault(e["struck"][c.name], []).append(e)
+        return [{"part": part, "episodes": len(es), **_statistics(es, per_episode=False),
+                 "retained": _retained(es, intact)} for part, es in sorted(groups.items())]
+
+
+def _statistics(episodes: list[dict], per_episode: bool = True) -> dict:
+    f = np.array([e["fitness"] for e in episodes])
+    row = {"mean": float(f.mean()), "std": float(f.std()), "median": float(np.median(f)),
+           "forward_fraction": float((f > 0).mean()),
+           "saturated_share": float(np.mean([e["saturated_share"] for e in episodes])),
+           "dominant_frequency_hz": float(np.median([e["dominant_frequency_hz"] for e in episodes]))}
+    if per_episode:
+        row["per_episode"] = [round(float(x), 4) for x in f]
+    return row
+
+
+def _retained(episodes: list[dict], intact: Trial) -> float | None:
+    """Mean distance over the intact mean of the same seeds (None when the intact controller does not
+    move forward: a share of nothing)."""
+    base = {e["seed"]: e["fitness"] for e in intact.episodes}
+    reference = float(np.mean([base[e["seed"]] for e in episodes]))
+    return float(np.mean([e["fitness"] for e in episodes]) / reference) if reference > 0 else None
 
 
 def run_stress(spec: Spec, genome: np.ndarray, task: str, conditions: list[Condition], episodes: int,
@@ -117,7 +148,7 @@ def run_stress(spec: Spec, genome: np.ndarray, task: str, conditions: list[Condi
     for t in trials[1:]:
         (c,) = t.conditions
         rows.append({"name": c.name, "strength": c.strength, "unit": CATALOGUE[c.name].unit, "onset": c.onset,
-                     **t.summary(intact["mean"], dt)})
+                     **t.summary(trials[0], dt)})
     return {"task": task, "rule": spec.rule, "window": spec.window, "freeze_after": spec.freeze_after,
             "episodes": episodes,
             "seeds": [seeds[0], seeds[-1]], "held_out": held_out(seeds), "control_period_s": dt,
@@ -145,19 +176,22 @@ def read_table(cell: str | Path) -> dict:
 
 
 def table(report: dict) -> str:
-    head = (f"{'condition':<14}{'strength':>10}  {'mean m':>8}{'median m':>10}{'forward':>9}{'retained':>10}"
+    """One line per setting; under a damage condition, one per part it struck (``  hip_1  3 ep``)."""
+    w = max([14] + [len(p["part"]) + 3 for r in report["conditions"] for p in r.get("by_part", [])])
+    head = (f"{'condition':<{w}}{'strength':>10}  {'mean m':>8}{'median m':>10}{'forward':>9}{'retained':>10}"
             f"{'saturated':>11}{'freq Hz':>9}")
     lines = [head]
 
     def line(name: str, strength: str, r: dict) -> str:
         kept = "" if r.get("retained") is None else f"{100 * r['retained']:.0f}%"
-        return (f"{name:<14}{strength:>10}  {r['mean']:8.2f}{r['median']:10.2f}{100 * r['forward_fraction']:8.0f}%"
+        return (f"{name:<{w}}{strength:>10}  {r['mean']:8.2f}{r['median']:10.2f}{100 * r['forward_fraction']:8.0f}%"
                 f"{kept:>10}{100 * r['saturated_share']:10.0f}%{r['dominant_frequency_hz']:9.1f}")
 
     lines.append(line("intact", "-", {**report["intact"], "retained": 1.0}))
     for r in report["conditions"]:
         strength = f"{r['strength']:g}" + (f"@{r['onset']}" if r["onset"] else "")
         lines.append(line(r["name"], strength, r))
+        lines += [line(f"  {p['part']}", f"{p['episodes']} ep", p) for p in r.get("by_part", [])]
     return "\n".join(lines)
 
 

@@ -159,13 +159,26 @@ class Randomization:
         return {name: [lo, hi] for name, lo, hi in self.ranges}
 
 
-def perturbed_layer(env: gym.Env) -> "Perturbed":
-    """The :class:`Perturbed` wrapper inside a task environment."""
+def _layer(env: gym.Env) -> "Perturbed | None":
     while not isinstance(env, Perturbed):
         if not hasattr(env, "env"):
-            raise PerturbationError("this environment has no perturbation layer: make it with perturbable=True")
+            return None
         env = env.env
     return env
+
+
+def perturbed_layer(env: gym.Env) -> "Perturbed":
+    """The :class:`Perturbed` wrapper inside a task environment."""
+    layer = _layer(env)
+    if layer is None:
+        raise PerturbationError("this environment has no perturbation layer: make it with perturbable=True")
+    return layer
+
+
+def struck_parts(env: gym.Env) -> dict[str, str]:
+    """What the damage of the current episode strikes, by condition (``{}`` on an unperturbed task)."""
+    layer = _layer(env)
+    return {} if layer is None else layer.struck()
 
 
 def substeps_of(env: gym.Env) -> int:
@@ -208,6 +221,29 @@ class Perturbed(gym.Wrapper):
             self._pristine = copy.copy(self.base.model)
         hook = any(n in active for n in ("latency", "action-delay", "push"))
         self.base._step_mujoco_simulation = self._substeps if hook else self._sub_original
+
+    def struck(self) -> dict[str, str]:
+        """The part each active damage condition strikes this episode (drawn from its seed at reset):
+        the motor that dies or weakens, the foot that is shortened. Which part it is can matter more
+        than the condition itself, so results can be split by it."""
+        out = {}
+        if "dead-motor" in self.conditions:
+            out["dead-motor"] = self._motor_name(self._dead)
+        if "leg-damage" in self.conditions:
+            out["leg-damage"] = self._foot
+        return out
+
+    def _motor_name(self, i: int) -> str:
+        """The actuator's name, else the joint it drives (Gymnasium's Ant names neither motor), else
+        ``action i`` (a VSR action drives a voxel's several actuators)."""
+        m = self.base.model
+        if m.nu == self.env.action_space.shape[0]:
+            name = mujoco.mj_id2name(m, mujoco.mjtObj.mjOBJ_ACTUATOR, i)
+            if name is None and m.actuator_trntype[i] == mujoco.mjtTrn.mjTRN_JOINT:
+                name = mujoco.mj_id2name(m, mujoco.mjtObj.mjOBJ_JOINT, int(m.actuator_trnid[i, 0]))
+            if name:
+                return name
+        return f"action {i}"
 
     # -- what acts now -----------------------------------------------------------
     def _on(self, name: str) -> float:

@@ -7,7 +7,7 @@ import pytest
 
 from nchl.errors import NchlError
 from nchl_sim import get_task
-from nchl_sim.perturb import CATALOGUE, condition, default_strength
+from nchl_sim.perturb import CATALOGUE, condition, default_strength, struck_parts
 
 STEPS = 60
 
@@ -142,3 +142,24 @@ def test_bad_randomization_is_a_clear_error(ranges, p, match):
 
     with pytest.raises(NchlError, match=match):
         Randomization.of(ranges, p)
+
+
+def test_the_struck_part_is_drawn_from_the_episode_seed_and_named():
+    ant = get_task("ant")
+    env = ant.make_env(conditions=(condition("dead-motor", 1.0), condition("leg-damage", 0.5)))
+    parts = []
+    for seed in range(40):
+        env.reset(seed=seed)
+        parts.append(struck_parts(env))
+    env.reset(seed=7)
+    assert struck_parts(env) == parts[7]  # a function of the seed
+    motors = {p["dead-motor"] for p in parts}
+    assert motors == {f"{j}_{k}" for j in ("hip", "ankle") for k in (1, 2, 3, 4)}  # the Ant's joints, all drawn
+    assert {p["leg-damage"] for p in parts} == {"left_ankle_geom", "right_ankle_geom", "third_ankle_geom",
+                                                 "fourth_ankle_geom"}
+    env = get_task("vsr-low").make_env(conditions=(condition("dead-motor", 0.5),))
+    env.reset(seed=0)
+    assert list(struck_parts(env)) == ["dead-motor"] and struck_parts(env)["dead-motor"].startswith("action ")
+    intact = ant.make_env()
+    intact.reset(seed=0)
+    assert struck_parts(intact) == {}

@@ -25,6 +25,18 @@ def test_stress_json_schema_and_retained_share(tmp_path):
         assert c["retained"] == pytest.approx(c["mean"] / intact["mean"])
         assert {"median", "forward_fraction", "saturated_share", "dominant_frequency_hz", "unit", "onset"} <= set(c)
         assert 0 <= c["saturated_share"] <= 1 and "velocity" not in c
+        # damage is split by the part it struck (the Ant's motors are named by their joints),
+        # each part against the intact episodes of its own seeds
+        parts = c.get("by_part", [])
+        assert (parts != []) == (c["name"] == "dead-motor")
+        assert sum(p["episodes"] for p in parts) == (2 if parts else 0)
+        assert all(p["part"].startswith(("hip_", "ankle_")) for p in parts)
+        if parts:
+            assert sum(p["mean"] * p["episodes"] for p in parts) / 2 == pytest.approx(c["mean"])
+    one_seed = json.loads(nchl("stress", "zoo:ant-wnchl-m2", "--episodes", "1", "--seed", "1",
+                               "--conditions", "dead-motor", "--json", cwd=tmp_path).stdout)
+    (part,) = one_seed["conditions"][0]["by_part"]
+    assert part["retained"] == pytest.approx(one_seed["conditions"][0]["mean"] / intact["per_episode"][1], rel=1e-4)
     assert (tmp_path / "s.png").stat().st_size > 10_000
 
 
