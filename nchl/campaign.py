@@ -310,8 +310,10 @@ def _run_campaign(path: str | os.PathLike, campaign: Campaign, out: Path, worker
                 cell = pending.pop(0)
                 (out / cell.name).mkdir(parents=True, exist_ok=True)
                 with open(out / cell.name / "campaign.log", "a") as f:
-                    proc = subprocess.Popen([sys.executable, "-m", "nchl.campaign", str(path), str(out), cell.name,
-                                             str(workers), scheduler or ""], stdout=f, stderr=subprocess.STDOUT)
+                    # -P: the cell imports the nchl this campaign runs, never a source tree in the working directory
+                    proc = subprocess.Popen([sys.executable, "-P", "-m", "nchl.campaign", str(path), str(out),
+                                             cell.name, str(workers), scheduler or ""],
+                                            stdout=f, stderr=subprocess.STDOUT)
                 running[cell.name] = (proc, time.perf_counter())
                 log(f"[campaign] {cell.name}: started (log in {out / cell.name / 'campaign.log'})")
             time.sleep(0.2)

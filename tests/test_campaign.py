@@ -69,7 +69,7 @@ def test_campaign_errors_are_clear(values, match):
         Campaign.from_mapping(values, "c.toml")
 
 
-def test_skip_resume_equals_uninterrupted_and_parallel(tmp_path):
+def test_skip_resume_equals_uninterrupted_and_parallel(tmp_path, monkeypatch):
     (tmp_path / "c.toml").write_text(TINY.replace("seeds = [0, 1]", "seeds = [0]"))  # nchl-s0, wnchl-m2-s0
     quiet = dict(log=lambda m: None)
     full = run_campaign(tmp_path / "c.toml", tmp_path / "full", workers=1, **quiet)
@@ -96,6 +96,11 @@ def test_skip_resume_equals_uninterrupted_and_parallel(tmp_path):
     for c in campaign.cells():
         a = json.loads((part / c.name / "evaluation.json").read_text())
         assert a == json.loads((tmp_path / "full" / c.name / "evaluation.json").read_text())
+    # cells run in their own processes import the nchl that runs the campaign, not a source tree in
+    # the working directory (python -m puts it first on sys.path): here a decoy that cannot import
+    (tmp_path / "elsewhere" / "nchl").mkdir(parents=True)
+    (tmp_path / "elsewhere" / "nchl" / "__init__.py").write_text("raise ImportError('a stale source tree')\n")
+    monkeypatch.chdir(tmp_path / "elsewhere")
     par = run_campaign(tmp_path / "c.toml", tmp_path / "par", workers=1, parallel=2, **quiet)
     assert par["ran"] == 2 and logs(tmp_path / "par") == logs(tmp_path / "full")
     for c in campaign.cells():  # a cell run in its own process records the user's command, not the worker's
