@@ -351,7 +351,7 @@ def _cell_main(argv: list[str]) -> int:
     campaign = load_campaign(path)
     cell = next(c for c in campaign.cells() if c.name == name)
     run_cell(Path(out), campaign, cell, int(workers), scheduler or None, log=lambda m: print(m, flush=True),
-             command=["nchl", "campaign", path, "--out", out])  # what the user ran, not this worker's argv
+             command=["nchl", "campaign", path, "--out", out])  # the campaign's command, not this worker's argv
     return 0
 
 
