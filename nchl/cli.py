@@ -83,7 +83,8 @@ def cmd_pipeline(args: argparse.Namespace) -> int:
 
 _EVOLVE_FLAGS = ("task", "rule", "window", "layers", "generations", "popsize", "sigma", "init_range", "clip",
                  "episodes", "seed", "workers", "optimizer", "backend", "scheduler", "validation_every",
-                 "validation_top", "validation_episodes", "randomize", "randomize_p", "action_rate_cost")
+                 "validation_top", "validation_episodes", "randomize", "randomize_p", "action_rate_cost",
+                 "start_from")
 _RESUMABLE = ("generations", "workers", "scheduler")  # a resumed run may change these: results do not depend on them
 
 
@@ -526,6 +527,10 @@ def build_parser() -> argparse.ArgumentParser:
     q.add_argument("--action-rate-cost", dest="action_rate_cost", type=float, metavar="C",
                    help="prefer actuation a motor can follow: fitness = distance - C * action travel (the sum over "
                         "steps of the mean |a_t - a_t-1|; a bang-bang gait collects about 1 per step; default 0)")
+    q.add_argument("--start-from", dest="start_from", metavar="GENOME",
+                   help="fine-tune: the ES starts from this genome file or zoo:NAME (same layers; an NcHL genome "
+                        "may start a WNcHL run) instead of a random mean, e.g. to harden a champion under "
+                        "--randomize")
     q.add_argument("--out", metavar="DIR", help="run directory (new)")
     q.add_argument("--resume", metavar="DIR", help="continue the run in DIR (optionally with more --generations)")
     q.set_defaults(func=cmd_evolve)

@@ -92,10 +92,13 @@ class CheckpointError(NchlError):
 
 def training_words(settings: dict) -> str:
     """What a run trains on, in a few words, from its settings (``[evolve]`` or ``config.json``'s):
-    ``intact``, ``randomized``, ``rate cost 0.1``; reports keep runs that train differently apart by it."""
+    ``intact``, ``randomized``, ``rate cost 0.1``, ``from zoo:ant-robust``; reports keep runs that
+    train differently apart by it."""
     parts = ["randomized"] if settings.get("randomize") else []
     if settings.get("action_rate_cost"):
         parts.append(f"rate cost {settings['action_rate_cost']:g}")
+    if settings.get("start_from"):
+        parts.append(f"from {settings['start_from']}")
     return ", ".join(parts) or "intact"
 
 
@@ -125,6 +128,7 @@ class EvolveConfig:
     randomize: dict | None = None           # robust evolution: {condition: [low, high]} drawn per episode
     randomize_p: float = 1.0                # probability that each randomized condition is on in an episode
     action_rate_cost: float = 0.0           # smooth actuation: fitness = distance - cost * action travel
+    start_from: str | None = None           # fine-tuning: a genome file or zoo:NAME as the initial ES mean
 
     @classmethod
     def from_mapping(cls, values: dict[str, Any], source: str = "config") -> "EvolveConfig":
@@ -172,6 +176,8 @@ class EvolveConfig:
         need(self.backend in BACKENDS, f"backend must be one of {', '.join(BACKENDS)}, got {self.backend!r}")
         need(self.scheduler is None or (isinstance(self.scheduler, str) and "://" in self.scheduler),
              f"scheduler must be an address like tcp://HOST:PORT, got {self.scheduler!r}")
+        need(self.start_from is None or (isinstance(self.start_from, str) and self.start_from != ""),
+             f"start_from must be a genome file or zoo:NAME, got {self.start_from!r}")
         need(is_num(self.action_rate_cost) and self.action_rate_cost >= 0,
              f"action_rate_cost must be a number >= 0 (metres per unit of action travel), got {self.action_rate_cost!r}")
         if self.randomize is not None or self.randomize_p != 1.0:
@@ -201,6 +207,25 @@ class EvolveConfig:
         if self.rule != "wnchl" and self.window is not None:
             raise ConfigError(f"window only applies to rule 'wnchl', not {self.rule!r}")
         return Spec(self.rule, topology, window=window, init_range=self.init_range, clip=self.clip)
+
+    def initial_mean(self, spec: Spec) -> tuple[np.ndarray, str]:
+        """The ES's first mean and how it was chosen: uniform in [-1, 1] from the seed (the paper's), or
+        the genome ``start_from`` names, which must fit ``spec``'s layout (NcHL and WNcHL share one, so
+        a WNcHL run may start from an NcHL champion). Starting from a champion fine-tunes it, e.g. under
+        the perturbations of ``randomize``; read only when a run starts, never on resume."""
+        if self.start_from is None:
+            rng = np.random.default_rng(self.seed)
+            x0 = rng.uniform(-GENOME_INIT_RANGE, GENOME_INIT_RANGE, spec.genome_length)
+            return x0, f"uniform(-{GENOME_INIT_RANGE}, {GENOME_INIT_RANGE})"
+        genome = Genome.load(self.start_from)
+        try:
+            start = genome.spec.redeployed(spec.rule, spec.window)
+        except NchlError as e:
+            raise ConfigError(f"start_from {self.start_from}: {e}; this run is {spec.rule}") from None
+        if start.topology != spec.topology:
+            raise ConfigError(f"start_from {self.start_from}: layers [{start.topology}] differ from this "
+                              f"run's [{spec.topology}]")
+        return np.array(genome.values), f"start_from {self.start_from} (genome sha256 {genome.sha256()})"
 
 
 def load_toml(path: str | os.PathLike) -> dict[str, Any]:
@@ -405,7 +430,7 @@ class Run:
         if not resume:
             if config is None:
                 raise ConfigError("a new run needs a config")
-            config.spec()  # bad settings fail before the directory exists
+            self._start = config.initial_mean(config.spec())  # bad settings fail before the directory exists
         self._own_lock = None if lock else WriterLock(self.out, "run")
         try:
             self._open(config, resume, generations, where)
@@ -444,8 +469,7 @@ class Run:
             self.config = config
             self.spec = config.spec()
             self.out.mkdir(parents=True, exist_ok=True)
-            rng = np.random.default_rng(config.seed)
-            x0 = rng.uniform(-GENOME_INIT_RANGE, GENOME_INIT_RANGE, self.spec.genome_length)
+            x0, genome_init = self._start
             optimizer = make_optimizer(config.optimizer, x0, config.sigma, config.popsize, config.seed)
             self.state = {"generation": 0, "optimizer": optimizer, "np_random": np.random.get_state(),
                           "best_genome": None, "best_fitness": -math.inf, "best_validation": -math.inf,
@@ -454,7 +478,7 @@ class Run:
             record = {"settings": {k: (list(v) if isinstance(v, tuple) else v) for k, v in asdict(config).items()},
                       "optimizer": optimizer.name, "popsize": optimizer.popsize,
                       "genome_length": self.spec.genome_length, "layers": list(self.spec.topology.layers),
-                      "genome_init": f"uniform(-{GENOME_INIT_RANGE}, {GENOME_INIT_RANGE})",
+                      "genome_init": genome_init,
                       "validation_seeds": self.validation_seeds,
                       "versions": _versions(), "command": self.command}
             # config.json last: it marks a run that can be resumed (a crash before it leaves a new run)

@@ -262,6 +262,8 @@ def test_training_labels_name_campaigns_apart():
     assert _training_labels([intact, rand], ["a", "b"]) == ["intact", "randomized"]
     assert _training_labels([rand, campaign(randomize={"mass": [0.0, 0.2]})], ["a", "b"]) == ["a", "b"]
     assert _training_labels([intact, campaign(action_rate_cost=0.1)], ["a", "b"]) == ["intact", "rate cost 0.1"]
+    tuned = campaign(randomize={"latency": [0, 5]}, start_from="zoo:ant-nchl")
+    assert _training_labels([rand, tuned], ["a", "b"]) == ["randomized", "randomized, from zoo:ant-nchl"]
 
 
 def test_holm_and_pairwise_tests():

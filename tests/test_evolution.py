@@ -339,3 +339,42 @@ def test_action_rate_cost_scores_distance_less_action_travel():
     assert smooth["fitness"] < plain["fitness"]
     with pytest.raises(NchlError, match="action_rate_cost must be a number >= 0"):
         EvolveConfig.from_mapping({**SMALL, "action_rate_cost": -1})
+
+
+
+@pytest.fixture(scope="module")
+def nchl_champion(tmp_path_factory):
+    source, _ = evolve(tmp_path_factory.mktemp("source"), "run", rule="nchl", generations=1)
+    return source / "best.npz"
+
+
+def test_start_from_a_genome_fine_tunes_it_and_resumes_without_it(tmp_path, nchl_champion):
+    """The ES mean starts at the given genome (NcHL may start WNcHL); the run records its digest, and a
+    resumed run needs the checkpoint only, not the genome file."""
+    start = tmp_path / "start.npz"
+    start.write_bytes(nchl_champion.read_bytes())
+    genome = Genome.load(start)
+    tuned = dict(rule="wnchl", window=2, start_from=str(start), sigma=0.02, seed=5, generations=2)
+    run = Run(tmp_path / "part", EvolveConfig.from_mapping({**SMALL, **tuned, "generations": 1}), log=lambda m: None)
+    np.testing.assert_array_equal(run.state["optimizer"].center, genome.values)
+    run.run()
+    record = json.loads((tmp_path / "part" / "config.json").read_text())
+    assert record["genome_init"] == f"start_from {start} (genome sha256 {genome.sha256()})"
+    full, _ = evolve(tmp_path, "full", **tuned)
+    start.unlink()
+    Run(tmp_path / "part", resume=True, generations=2, log=lambda m: None).run()
+    assert log_of(tmp_path / "part") == log_of(full)
+    scratch, _ = evolve(tmp_path, "scratch", **{**tuned, "start_from": None})
+    assert log_of(scratch) != log_of(full)
+
+
+@pytest.mark.parametrize("settings, match", [
+    ({"rule": "hl"}, "a nchl genome can only run as nchl or as nchl/wnchl; this run is hl"),
+    ({"layers": (12, 5, 10)}, r"layers \[12,4,10\] differ from this run's \[12,5,10\]"),
+    ({"start_from": "missing.npz"}, "missing.npz: no such file"),
+    ({"start_from": ""}, "start_from must be a genome file or zoo:NAME"),
+])
+def test_start_from_must_fit_the_run(tmp_path, nchl_champion, settings, match):
+    with pytest.raises(NchlError, match=match):
+        Run(tmp_path / "new", EvolveConfig.from_mapping({**SMALL, "start_from": str(nchl_champion), **settings}))
+    assert not (tmp_path / "new").exists()
