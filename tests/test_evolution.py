@@ -341,7 +341,6 @@ def test_action_rate_cost_scores_distance_less_action_travel():
         EvolveConfig.from_mapping({**SMALL, "action_rate_cost": -1})
 
 
-
 @pytest.fixture(scope="module")
 def nchl_champion(tmp_path_factory):
     source, _ = evolve(tmp_path_factory.mktemp("source"), "run", rule="nchl", generations=1)
