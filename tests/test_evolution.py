@@ -220,8 +220,9 @@ def test_evaluate_json_trace_and_redeploy(tmp_path):
     (["--workers", "0"], "workers must be an integer >= 1"),
 ])
 def test_evaluate_bad_counts_are_clear_errors(tmp_path, args, match):
-    run_dir, _ = evolve(tmp_path, "e", generations=1)
-    r = nchl_cmd("evaluate", str(run_dir / "best.npz"), *args, cwd=tmp_path)
+    spec = Spec("nchl", SMALL["layers"])
+    genome = Genome(spec, np.zeros(spec.genome_length), task=SMALL["task"]).save(tmp_path / "g.npz")
+    r = nchl_cmd("evaluate", str(genome), *args, cwd=tmp_path)
     assert r.returncode == 2 and match in r.stderr and "Traceback" not in r.stderr
 
 
