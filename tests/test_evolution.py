@@ -344,8 +344,9 @@ def test_action_rate_cost_scores_distance_less_action_travel():
 
 @pytest.fixture(scope="module")
 def nchl_champion(tmp_path_factory):
-    source, _ = evolve(tmp_path_factory.mktemp("source"), "run", rule="nchl", generations=1)
-    return source / "best.npz"
+    spec = Spec("nchl", SMALL["layers"])
+    values = np.random.default_rng(0).uniform(-1, 1, spec.genome_length)
+    return Genome(spec, values, task=SMALL["task"]).save(tmp_path_factory.mktemp("source") / "best.npz")
 
 
 def test_start_from_a_genome_fine_tunes_it_and_resumes_without_it(tmp_path, nchl_champion):
