@@ -20,6 +20,14 @@ DETERMINISTIC = ("generation", "best", "mean", "std", "best_ever", "validation_m
 SMALL = dict(task="vsr-low", layers=(12, 4, 10), generations=3, popsize=6, workers=1, validation_episodes=2)
 
 
+@pytest.fixture(scope="module")
+def nchl_champion(tmp_path_factory):
+    """An NcHL genome file for SMALL's task, built in place (random values): evolving one costs seconds."""
+    spec = Spec("nchl", SMALL["layers"])
+    values = np.random.default_rng(0).uniform(-1, 1, spec.genome_length)
+    return Genome(spec, values, task=SMALL["task"]).save(tmp_path_factory.mktemp("source") / "best.npz")
+
+
 def log_of(run_dir):
     lines = (run_dir / "log.jsonl").read_text().splitlines()
     return [{k: json.loads(line)[k] for k in DETERMINISTIC} for line in lines]
@@ -219,10 +227,8 @@ def test_evaluate_json_trace_and_redeploy(tmp_path):
     (["--seed", "-1"], "seed must be in"),
     (["--workers", "0"], "workers must be an integer >= 1"),
 ])
-def test_evaluate_bad_counts_are_clear_errors(tmp_path, args, match):
-    spec = Spec("nchl", SMALL["layers"])
-    genome = Genome(spec, np.zeros(spec.genome_length), task=SMALL["task"]).save(tmp_path / "g.npz")
-    r = nchl_cmd("evaluate", str(genome), *args, cwd=tmp_path)
+def test_evaluate_bad_counts_are_clear_errors(tmp_path, nchl_champion, args, match):
+    r = nchl_cmd("evaluate", str(nchl_champion), *args, cwd=tmp_path)
     assert r.returncode == 2 and match in r.stderr and "Traceback" not in r.stderr
 
 
@@ -340,13 +346,6 @@ def test_action_rate_cost_scores_distance_less_action_travel():
     assert smooth["fitness"] < plain["fitness"]
     with pytest.raises(NchlError, match="action_rate_cost must be a number >= 0"):
         EvolveConfig.from_mapping({**SMALL, "action_rate_cost": -1})
-
-
-@pytest.fixture(scope="module")
-def nchl_champion(tmp_path_factory):
-    spec = Spec("nchl", SMALL["layers"])
-    values = np.random.default_rng(0).uniform(-1, 1, spec.genome_length)
-    return Genome(spec, values, task=SMALL["task"]).save(tmp_path_factory.mktemp("source") / "best.npz")
 
 
 def test_start_from_a_genome_fine_tunes_it_and_resumes_without_it(tmp_path, nchl_champion):
