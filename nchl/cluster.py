@@ -109,14 +109,17 @@ class LoopbackCluster:
         return self
 
     def __exit__(self, *exc: object) -> None:
-        for p in [*self.workers, self.scheduler]:
-            if p is not None and p.poll() is None:
-                p.send_signal(signal.SIGTERM)
-        for p in [*self.workers, self.scheduler]:
-            if p is None:
-                continue
-            try:
-                p.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                p.kill()
-                p.wait(timeout=5)
+        # workers first: a worker whose scheduler is already gone keeps trying to reconnect
+        # instead of exiting, and would only stop at the kill after the timeout
+        for group in (self.workers, [self.scheduler]):
+            for p in group:
+                if p is not None and p.poll() is None:
+                    p.send_signal(signal.SIGTERM)
+            for p in group:
+                if p is None:
+                    continue
+                try:
+                    p.wait(timeout=15)
+                except subprocess.TimeoutExpired:
+                    p.kill()
+                    p.wait(timeout=5)
