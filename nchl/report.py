@@ -360,7 +360,7 @@ def _champion_boxes(task: str, cells: list[dict], out: Path, caption: str) -> li
 
 def _rule_table(cells: list[dict], costs: dict) -> tuple[list[str], list[tuple]]:
     """Per rule variant: size, state memory, champion statistics and compute, then the seed-level tests.
-    Also returns ``(variant, spec, state bytes, champion means)`` per variant for the window sweep."""
+    Also returns ``(variant, spec, state bytes, champion means, training)`` per variant for the window sweep."""
     variants = _variants(cells)
     groups = {v: [r["evaluation"]["mean"] for r in cells if _variant(r) == v] for v in variants}
     md = ["| rule | parameters | state memory B | runs | champion median (m) | mean (m) | IQR (m) "
@@ -375,7 +375,7 @@ def _rule_table(cells: list[dict], costs: dict) -> tuple[list[str], list[tuple]]
         steps, wall = np.mean([costs[_run_name(r)] for r in cells if _variant(r) == v], axis=0)
         md.append(f"| {v} | {fp.genome_length:,} | {fp.state_bytes:,} | {len(g)} | {np.median(g):.2f} | "
                   f"{g.mean():.2f} | {q1:.2f} - {q3:.2f} | {steps / 1e6:.2f} | {wall / 60:.1f} |")
-        sweep.append((v, spec, fp.state_bytes, g))
+        sweep.append((v, spec, fp.state_bytes, g, r0.get("training")))
     tests = pairwise_tests(groups)
     md += [""] + (_test_rows(tests) if tests else ["(one rule finished so far: no pairwise test)"]) + [""]
     return md, sweep
@@ -393,19 +393,25 @@ def _best_champion_section(cells: list[dict], episodes: int) -> list[str]:
 
 
 def _window_sweep(task: str, sweep: list[tuple], out: Path, budget: str) -> list[str]:
-    """WNcHL champion means against state memory, one point per window, NcHL as the reference line."""
-    windows = sorted((s.window, mem, g) for v, s, mem, g in sweep if s.rule == "wnchl")
-    if not windows:
+    """WNcHL champion means against state memory, one point per window and one line per training
+    (intact, randomized), NcHL as the reference line of the same training."""
+    trainings = list(dict.fromkeys(t for *_, t in sweep))
+    if not any(s.rule == "wnchl" for _, s, *_ in sweep):
         return []
     plt = _plt()
     fig, ax = plt.subplots(figsize=(6, 4))
-    ax.errorbar([m for _, m, _ in windows], [g.mean() for *_, g in windows],
-                yerr=[g.std() for *_, g in windows], marker="o", capsize=3, label="WNcHL")
-    for (w, m, g) in windows:
-        ax.annotate(f"m={w}", (m, g.mean()), fontsize=8, xytext=(4, 4), textcoords="offset points")
-    for v, s, mem, g in sweep:
-        if s.rule == "nchl":
-            ax.axhline(g.mean(), color="k", ls="--", label=f"NcHL ({mem:,} B of weights)")
+    for i, training in enumerate(trainings):
+        suffix = f" ({training})" if training else ""
+        windows = sorted(((s.window, mem, g) for _, s, mem, g, t in sweep if s.rule == "wnchl" and t == training),
+                         key=lambda w: w[0])
+        if windows:
+            ax.errorbar([m for _, m, _ in windows], [g.mean() for *_, g in windows], color=f"C{i}",
+                        yerr=[g.std() for *_, g in windows], marker="o", capsize=3, label=f"WNcHL{suffix}")
+        for (w, m, g) in windows:
+            ax.annotate(f"m={w}", (m, g.mean()), fontsize=8, xytext=(4, 4), textcoords="offset points")
+        for _, s, mem, g, t in sweep:
+            if s.rule == "nchl" and t == training:
+                ax.axhline(g.mean(), color=f"C{i}", ls="--", label=f"NcHL{suffix} ({mem:,} B of weights)")
     ax.set_xscale("log")
     ax.set_xlabel("controller state memory (bytes, float32)")
     ax.set_ylabel("champion held-out mean (m)")
