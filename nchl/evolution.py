@@ -36,6 +36,7 @@ import sys
 import threading
 import time
 import tomllib
+from collections.abc import Iterator
 from dataclasses import asdict, dataclass, fields, replace
 from importlib import metadata
 from pathlib import Path
@@ -381,22 +382,41 @@ def read_checkpoint(path: Path) -> dict:
         raise CheckpointError(f"{path}: checkpoint cannot be loaded by this nchl: {e}") from None
 
 
+class _Interrupt:
+    """What Ctrl-C did: remembered in ``event`` (read at the top of every generation), raised at once
+    except while ``held``, so that a generation's log line, champion and checkpoint land together."""
+
+    def __init__(self) -> None:
+        self.event, self.held = threading.Event(), False
+
+    def is_set(self) -> bool:
+        return self.event.is_set()
+
+    @contextlib.contextmanager
+    def hold(self) -> Iterator[None]:
+        self.held = True
+        try:
+            yield
+        finally:
+            self.held = False
+
+    def on_sigint(self, signum, frame) -> None:
+        self.event.set()
+        if not self.held:
+            raise KeyboardInterrupt
+
+
 @contextlib.contextmanager
-def _interrupts():
+def _interrupts() -> Iterator[_Interrupt]:
     """Ctrl-C raises KeyboardInterrupt as usual and is also remembered, so the run stops at the next
     generation even when the exception lands in code that swallows it."""
-    flag = threading.Event()
+    interrupt = _Interrupt()
     if threading.current_thread() is not threading.main_thread() or signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
-        yield flag  # not ours to handle: another thread, or SIGINT ignored on purpose (nohup, background jobs)
+        yield interrupt  # not ours to handle: another thread, or SIGINT ignored on purpose (nohup, background jobs)
         return
-
-    def on_sigint(signum, frame):
-        flag.set()
-        raise KeyboardInterrupt
-
-    previous = signal.signal(signal.SIGINT, on_sigint)
+    previous = signal.signal(signal.SIGINT, interrupt.on_sigint)
     try:
-        yield flag
+        yield interrupt
     finally:
         signal.signal(signal.SIGINT, previous)
 
@@ -623,11 +643,12 @@ class Run:
                 if self._validates(g + 1) and not self._validates_periodically(g + 1):
                     st[_FINAL_ONLY] = {**before_final, "row": {**entry, **NO_VALIDATION,
                                                                 "best_validation": before_final["best_validation"]}}
-                with open(self.out / LOG, "a") as f:
-                    f.write(json.dumps(entry) + "\n")
-                if champion is not None:
-                    self._save_champion(st["best_genome"], champion[1])
-                write_checkpoint(self.out / CHECKPOINT, st)
+                with interrupted.hold():  # a Ctrl-C here stops the run after this generation, not before
+                    with open(self.out / LOG, "a") as f:
+                        f.write(json.dumps(entry) + "\n")
+                    if champion is not None:
+                        self._save_champion(st["best_genome"], champion[1])
+                    write_checkpoint(self.out / CHECKPOINT, st)
                 gen_times.append(elapsed)
                 eta = np.median(gen_times) * (cfg.generations - g - 1)
                 val = (f"  validation {entry['validation_mean']:8.3f} +- {entry['validation_std']:.3f} "
