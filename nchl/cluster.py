@@ -109,8 +109,8 @@ class LoopbackCluster:
         return self
 
     def __exit__(self, *exc: object) -> None:
-        # workers first: a worker whose scheduler is already gone keeps trying to reconnect
-        # instead of exiting, and would only stop at the kill after the timeout
+        # workers first, then the scheduler: signalled all at once, workers were seen to outlive
+        # their scheduler until the kill after the timeout (30 s of a test's teardown)
         for group in (self.workers, [self.scheduler]):
             for p in group:
                 if p is not None and p.poll() is None:

@@ -408,8 +408,9 @@ class _Interrupt:
 
 @contextlib.contextmanager
 def _interrupts() -> Iterator[_Interrupt]:
-    """Ctrl-C raises KeyboardInterrupt as usual and is also remembered, so the run stops at the next
-    generation even when the exception lands in code that swallows it."""
+    """Ctrl-C raises KeyboardInterrupt as usual (deferred while a generation is saved: ``hold``) and is
+    also remembered, so the run stops at the next generation even when the exception lands in code
+    that swallows it."""
     interrupt = _Interrupt()
     if threading.current_thread() is not threading.main_thread() or signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
         yield interrupt  # not ours to handle: another thread, or SIGINT ignored on purpose (nohup, background jobs)
