@@ -383,14 +383,12 @@ def read_checkpoint(path: Path) -> dict:
 
 
 class _Interrupt:
-    """What Ctrl-C did: remembered in ``event`` (read at the top of every generation), raised at once
-    except while ``held``, so that a generation's log line, champion and checkpoint land together."""
+    """What Ctrl-C did: remembered in ``requested`` (read at the top of every generation), raised at
+    once except while ``held``, so that a generation's log line, champion and checkpoint land together.
+    Plain flags: signal handlers run in the main thread, the only one that reads them."""
 
     def __init__(self) -> None:
-        self.event, self.held = threading.Event(), False
-
-    def is_set(self) -> bool:
-        return self.event.is_set()
+        self.requested, self.held = False, False
 
     @contextlib.contextmanager
     def hold(self) -> Iterator[None]:
@@ -401,7 +399,7 @@ class _Interrupt:
             self.held = False
 
     def on_sigint(self, signum, frame) -> None:
-        self.event.set()
+        self.requested = True
         if not self.held:
             raise KeyboardInterrupt
 
@@ -597,7 +595,7 @@ class Run:
             pool_cm = WorkerPool(self.evaluator, cfg.workers, log=self.log)
         with pool_cm as pool, _interrupts() as interrupted:
             while st["generation"] < cfg.generations:
-                if interrupted.is_set():  # a library swallowed the KeyboardInterrupt (pycma has bare excepts)
+                if interrupted.requested:  # a library swallowed the KeyboardInterrupt (pycma has bare excepts)
                     raise KeyboardInterrupt
                 g = st["generation"]
                 t0 = time.perf_counter()

@@ -16,7 +16,7 @@ def log_of(run_dir):
     return [{k: json.loads(line)[k] for k in DETERMINISTIC} for line in lines]
 
 
-def evolve(tmp_path, name, quiet=True, evaluator="nchl.evolution:evaluate_candidate", **settings):
+def evolve(tmp_path, name, evaluator="nchl.evolution:evaluate_candidate", **settings):
     cfg = EvolveConfig.from_mapping({**SMALL, **settings})
     logs = []
     Run(tmp_path / name, cfg, log=logs.append, evaluator=evaluator).run()
