@@ -155,9 +155,6 @@ class Randomization:
                 out.append(Condition(name, s))
         return out
 
-    def as_mapping(self) -> dict:
-        return {name: [lo, hi] for name, lo, hi in self.ranges}
-
 
 def _layer(env: gym.Env) -> "Perturbed | None":
     while not isinstance(env, Perturbed):
