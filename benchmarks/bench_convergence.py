@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import json
 import time
 import warnings
 
@@ -134,10 +135,17 @@ def main() -> None:
     ap.add_argument("--kinds", default="evolved,open-loop,random", help="which controllers to run")
     ap.add_argument("--random", type=int, default=3, help="random NcHL genomes per VSR task")
     ap.add_argument("--json", metavar="PATH")
+    ap.add_argument("--table", metavar="JSON", help="print the table of a finished run's JSON and exit")
     ap.add_argument("--plot", metavar="PNG", help="trajectories of each controller at each step")
     ap.add_argument("--vsr-params", default="", metavar="NAME=VALUE,...",
                     help="VSR model settings to try (VSRParams fields, e.g. corner_mass=0.2,integrator=rk4)")
     args = ap.parse_args()
+    if args.table:
+        report = json.load(open(args.table))
+        rows = report["rows"]
+        print_table(rows, sorted({r["divisor"] for r in rows}), report.get("episodes", 1),
+                    report["seed"], report.get("reset_noise", 0.0), report["steps"])
+        return
     divisors = [int(d) for d in args.divisors.split(",")]
     vsr_params = parse_vsr_params(args.vsr_params)
     zoo = {f"zoo:{n}": Genome.load(f"zoo:{n}") for n in names()}
@@ -173,18 +181,7 @@ def main() -> None:
                 for r in rows[-len(divisors):]:
                     r["rel_dt_vs_quarter"] = abs(per[1][0] - quarter) / max(abs(quarter), 1e-9)
             traces[(task_name, label)] = {d: per[d][1] for d in divisors}
-    what = (f"mean distance (m) of {args.episodes} episodes (seeds from {args.seed}, VSR reset noise "
-            f"{args.reset_noise:g} m/s)" if args.episodes > 1 else f"distance (m), seed {args.seed}")
-    print(f"{what} after {args.steps} control steps; physics step divided by "
-          f"{', '.join(map(str, divisors))}, control period fixed")
-    width = max([22] + [len(k[1]) + 2 for k in traces])
-    print(f"{'task':<10}{'controller':<{width}}" + "".join(f"{'dt/' + str(d):>9}" for d in divisors)
-          + f"{'|dt-dt/4|':>11}{'steps/s':>9}")
-    for key in traces:
-        rs = [r for r in rows if (r["task"], r["controller"]) == key]
-        rel = rs[0].get("rel_dt_vs_quarter")
-        print(f"{key[0]:<10}{key[1]:<{width}}" + "".join(f"{r['distance']:>9.2f}" for r in rs)
-              + (f"{100 * rel:>10.1f}%" if rel is not None else f"{'':>11}") + f"{rs[0]['env_steps_per_s']:>9.0f}")
+    print_table(rows, divisors, args.episodes, args.seed, args.reset_noise, args.steps)
     speed = cost(vsr_params) if any(not get_task(t).is_ant for t in tasks) else None
     if speed:
         print(f"VSR cost at the task's step: {speed['steps_per_s']:.0f} control steps/s vs {speed['v0_steps_per_s']:.0f} "
@@ -194,6 +191,39 @@ def main() -> None:
     emit_json({"benchmark": "convergence", "steps": args.steps, "seed": args.seed, "episodes": args.episodes,
                "reset_noise": args.reset_noise, "vsr_params": vsr_params,
                "rows": rows, "vsr_cost": speed}, args.json)
+
+
+def dt_vs_quarter_p(rows: list[dict]) -> float | None:
+    """Two-sided Mann-Whitney U p-value of one controller's episode distances at dt vs dt/4.
+
+    A forking gait's distance spreads over metres between episodes that differ by a micrometre per
+    second; this says whether a difference of means is larger than that spread explains.
+    """
+    by = {r["divisor"]: r.get("distances", [r["distance"]]) for r in rows}
+    if 1 not in by or 4 not in by or min(len(by[1]), len(by[4])) < 2:
+        return None
+    from scipy.stats import mannwhitneyu
+
+    return float(mannwhitneyu(by[1], by[4]).pvalue)
+
+
+def print_table(rows: list[dict], divisors: list[int], episodes: int, seed: int, reset_noise: float,
+                steps: int) -> None:
+    what = (f"mean distance (m) of {episodes} episodes (seeds from {seed}, VSR reset noise "
+            f"{reset_noise:g} m/s)" if episodes > 1 else f"distance (m), seed {seed}")
+    print(f"{what} after {steps} control steps; physics step divided by "
+          f"{', '.join(map(str, divisors))}, control period fixed")
+    keys = list(dict.fromkeys((r["task"], r["controller"]) for r in rows))
+    width = max([22] + [len(k[1]) + 2 for k in keys])
+    print(f"{'task':<10}{'controller':<{width}}" + "".join(f"{'dt/' + str(d):>9}" for d in divisors)
+          + f"{'|dt-dt/4|':>11}" + (f"{'p (MWU)':>9}" if episodes > 1 else "") + f"{'steps/s':>9}")
+    for key in keys:
+        rs = [r for r in rows if (r["task"], r["controller"]) == key]
+        rel, p = rs[0].get("rel_dt_vs_quarter"), dt_vs_quarter_p(rs)
+        print(f"{key[0]:<10}{key[1]:<{width}}" + "".join(f"{r['distance']:>9.2f}" for r in rs)
+              + (f"{100 * rel:>10.1f}%" if rel is not None else f"{'':>11}")
+              + ((f"{p:>9.3f}" if p is not None else f"{'':>9}") if episodes > 1 else "")
+              + f"{rs[0]['env_steps_per_s']:>9.0f}")
 
 
 def plot(traces: dict, divisors: list[int], path: str) -> None:
