@@ -33,6 +33,7 @@ from nchl_sim.tasks import VSR_ID, VSR_V0_ID
 from nchl_sim.vsr import VSRParams
 
 from nchl import Genome, Spec, make_controller
+from nchl.report import pairwise_tests
 from nchl.zoo import names
 
 
@@ -141,7 +142,8 @@ def main() -> None:
                     help="VSR model settings to try (VSRParams fields, e.g. corner_mass=0.2,integrator=rk4)")
     args = ap.parse_args()
     if args.table:
-        report = json.load(open(args.table))
+        with open(args.table) as f:
+            report = json.load(f)
         rows = report["rows"]
         print_table(rows, sorted({r["divisor"] for r in rows}), report.get("episodes", 1),
                     report["seed"], report.get("reset_noise", 0.0), report["steps"])
@@ -202,9 +204,7 @@ def dt_vs_quarter_p(rows: list[dict]) -> float | None:
     by = {r["divisor"]: r.get("distances", [r["distance"]]) for r in rows}
     if 1 not in by or 4 not in by or min(len(by[1]), len(by[4])) < 2:
         return None
-    from scipy.stats import mannwhitneyu
-
-    return float(mannwhitneyu(by[1], by[4]).pvalue)
+    return pairwise_tests({"dt": by[1], "dt/4": by[4]})[0]["p"]
 
 
 def print_table(rows: list[dict], divisors: list[int], episodes: int, seed: int, reset_noise: float,
