@@ -37,7 +37,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from .errors import NchlError
-from .evolution import ConfigError, EvolveConfig, Run, evaluate_genome, load_toml
+from .evolution import ConfigError, EvolveConfig, Run, evaluate_genome, load_toml, provenance
 from .fileio import WriterLock, atomic_write
 from .genome import Genome
 from .spec import RULES
@@ -220,8 +220,9 @@ def run_cell(out: Path, campaign: Campaign, cell: Cell, workers: int, scheduler:
         genome = Genome.load(run_dir / "best.npz")
         stats = evaluate_genome(genome.spec, genome.values, cell.task, campaign.episodes, seed=0, workers=workers,
                                 log=log)
+        # where the held-out scores were computed: they need not reproduce bit for bit elsewhere
         record = {"cell": cell.name, "task": cell.task, "rule": cell.rule, "window": cell.window,
-                  "seed": cell.seed, **stats}
+                  "seed": cell.seed, **stats, "versions": provenance()}
         if campaign.stress:  # before evaluation.json, which marks the cell done
             from .stress import parse_conditions, run_stress
 

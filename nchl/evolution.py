@@ -2,7 +2,7 @@
 
 A run lives in one directory:
 
-* ``config.json``: the validated settings, the optimizer actually used, package versions;
+* ``config.json``: the validated settings, the optimizer actually used, package versions and CPU;
 * ``log.jsonl``: one JSON line per generation;
 * ``best.npz``: the champion (core genome format): the genome with the best mean over
   the run's validation episodes (or, with validation off, the best training evaluation);
@@ -321,13 +321,39 @@ def evaluate_candidate(payload: tuple, attempt: int) -> dict:
 
 
 # -- the run -------------------------------------------------------------------
-def _versions() -> dict[str, str]:
+# CPU features by which glibc's libm and numpy pick their kernels: results that differ between
+# machines in the last bit (and, through a chaotic gait, in the distance) can be traced to them
+_FP_CPU_FLAGS = ("sse4_2", "avx", "avx2", "fma", "avx512f")
+
+
+def _cpu() -> str:
+    """The CPU's model and its floating-point relevant features, from /proc/cpuinfo where there is one."""
+    try:
+        info = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return platform.machine() or "unknown"
+    first = {}  # the first processor's block: "key<tabs>: value" lines up to a blank one
+    for line in info.splitlines():
+        if not line.strip():
+            break
+        key, _, value = line.partition(":")
+        first[key.strip()] = value.strip()
+    model = first.get("model name") or platform.machine() or "unknown"
+    flags = set(first.get("flags", "").split())
+    return f"{model} ({' '.join(f for f in _FP_CPU_FLAGS if f in flags) or 'no listed SIMD'})"
+
+
+def provenance() -> dict[str, str]:
+    """Python and package versions and the CPU a result was computed with. The same seed gives the
+    same bits on one machine; re-run in a later session, with the same code and versions, ten VSR
+    champions walked 0.05-60 % differently (docs/reproduction.md, "Re-running the champions")."""
     out = {"python": platform.python_version()}
     for pkg in ("nchl", "numpy", "cma", "gymnasium", "mujoco"):
         try:
             out[pkg] = metadata.version(pkg)
         except metadata.PackageNotFoundError:
             out[pkg] = "unknown"
+    out["cpu"] = _cpu()
     return out
 
 
@@ -499,7 +525,7 @@ class Run:
                       "genome_length": self.spec.genome_length, "layers": list(self.spec.topology.layers),
                       "genome_init": genome_init,
                       "validation_seeds": self.validation_seeds,
-                      "versions": _versions(), "command": self.command}
+                      "versions": provenance(), "command": self.command}
             # config.json last: it marks a run that can be resumed (a crash before it leaves a new run)
             write_checkpoint(self.out / CHECKPOINT, self.state)
             atomic_write(self.out / LOG, b"")

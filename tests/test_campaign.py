@@ -96,6 +96,7 @@ def test_skip_resume_equals_uninterrupted_and_parallel(tmp_path, monkeypatch):
     for c in campaign.cells():
         a = json.loads((part / c.name / "evaluation.json").read_text())
         assert a == json.loads((tmp_path / "full" / c.name / "evaluation.json").read_text())
+        assert {"mujoco", "cpu"} <= set(a["versions"])  # where the held-out scores were computed
     # cells run in their own processes import the nchl that runs the campaign, not a source tree in
     # the working directory (python -m puts it first on sys.path): here a decoy that cannot import
     (tmp_path / "elsewhere" / "nchl").mkdir(parents=True)

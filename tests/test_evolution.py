@@ -1,6 +1,7 @@
 """Evolution: small end-to-end runs, determinism, resume, faults, validation, config errors, optimizers."""
 
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -26,7 +27,11 @@ def test_small_run_per_rule(tmp_path, rule, extra):
     best = Genome.load(run_dir / "best.npz")
     assert best.spec.rule == rule and best.task == "vsr-low" and best.fitness == log[-1]["best_validation"]
     cfg = json.loads((run_dir / "config.json").read_text())
-    assert cfg["optimizer"] == "cma" and {"numpy", "cma", "mujoco"} <= set(cfg["versions"])
+    assert cfg["optimizer"] == "cma" and {"numpy", "cma", "mujoco", "cpu"} <= set(cfg["versions"])
+    if Path("/proc/cpuinfo").is_file():  # the model this run computed on, and its SIMD features
+        model = next(line.partition(":")[2].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
+                     if line.startswith("model name"))
+        assert cfg["versions"]["cpu"].startswith(model + " (")
     assert any("gen    3/3" in m and "ETA" in m for m in logs)
 
 
