@@ -217,20 +217,62 @@ def run_cell(out: Path, campaign: Campaign, cell: Cell, workers: int, scheduler:
             Run(run_dir, resume=True, where=where, log=log, lock=lock).run()
         else:
             Run(run_dir, campaign.config(cell, where=where), log=log, lock=lock, command=command).run()
-        genome = Genome.load(run_dir / "best.npz")
-        stats = evaluate_genome(genome.spec, genome.values, cell.task, campaign.episodes, seed=0, workers=workers,
-                                log=log)
-        # where the held-out scores were computed: they need not reproduce bit for bit elsewhere
-        record = {"cell": cell.name, "task": cell.task, "rule": cell.rule, "window": cell.window,
-                  "seed": cell.seed, **stats, "versions": provenance()}
-        if campaign.stress:  # before evaluation.json, which marks the cell done
-            from .stress import parse_conditions, run_stress
+        return score_cell(run_dir, campaign, cell, workers, log)
 
-            table = run_stress(genome.spec, genome.values, cell.task, parse_conditions(campaign.stress, cell.task),
-                               campaign.stress_episodes, seed=0, workers=workers, log=log)
-            atomic_write(run_dir / STRESS, (json.dumps(table) + "\n").encode())
-        atomic_write(run_dir / EVALUATION, (json.dumps(record, indent=1) + "\n").encode())
+
+def score_cell(run_dir: Path, campaign: Campaign, cell: Cell, workers: int, log: Callable[[str], None]) -> dict:
+    """Score a finished run's champion on the campaign's held-out episodes (and its stress table, if the
+    campaign asks for one), then write ``evaluation.json``, which marks the cell done."""
+    genome = Genome.load(run_dir / "best.npz")
+    stats = evaluate_genome(genome.spec, genome.values, cell.task, campaign.episodes, seed=0, workers=workers,
+                            log=log)
+    # where the held-out scores were computed: they need not reproduce bit for bit elsewhere
+    record = {"cell": cell.name, "task": cell.task, "rule": cell.rule, "window": cell.window,
+              "seed": cell.seed, **stats, "versions": provenance()}
+    if campaign.stress:  # before evaluation.json, which marks the cell done
+        from .stress import parse_conditions, run_stress
+
+        table = run_stress(genome.spec, genome.values, cell.task, parse_conditions(campaign.stress, cell.task),
+                           campaign.stress_episodes, seed=0, workers=workers, log=log)
+        atomic_write(run_dir / STRESS, (json.dumps(table) + "\n").encode())
+    atomic_write(run_dir / EVALUATION, (json.dumps(record, indent=1) + "\n").encode())
     return record
+
+
+def change_words(before: float, after: float) -> str:
+    """How a rescored mean moved, in words that show a last-bit change too."""
+    if after == before:
+        return ""
+    return f"  (changed by {after - before:+.3g} m, {100 * (after - before) / abs(before):+.2g} %)" if before else \
+        f"  (changed by {after - before:+.3g} m)"
+
+
+def rescore_campaign(path: str | os.PathLike, out: str | os.PathLike, workers: int = 2,
+                     log: Callable[[str], None] = print) -> list[dict]:
+    """Score every finished cell's champion again, evolving nothing: for when the task's model changed
+    under finished runs (e.g. a fix that makes it compute the same bits on every machine). Returns
+    per cell the held-out mean before and after; cells not finished are left to ``nchl campaign``."""
+    campaign, out = load_campaign(path), Path(out)
+    if isinstance(workers, bool) or not isinstance(workers, int) or workers < 1:
+        raise NchlError(f"workers must be an integer >= 1, got {workers!r}")
+    if not (out / MANIFEST).is_file():
+        raise NchlError(f"{out}: not a campaign directory (no {MANIFEST}); nothing to rescore")
+    saved, _ = read_manifest(out)
+    if saved.settings() != campaign.settings() and not campaign.extends(saved):
+        raise NchlError(f"{out} holds a different campaign ({out / MANIFEST}); rescore it with the campaign "
+                        "file it was run with")
+    rows = []
+    with WriterLock(out, "campaign"):
+        done = [c for c in campaign.cells() if cell_state(out, c, campaign) == "done"]
+        log(f"campaign {out}: rescoring {len(done)} finished runs ({campaign.episodes} held-out episodes each)")
+        for k, cell in enumerate(done, 1):
+            run_dir = out / cell.name
+            before = json.loads((run_dir / EVALUATION).read_text())["mean"]
+            with WriterLock(run_dir, "run"):
+                after = score_cell(run_dir, campaign, cell, workers, log)["mean"]
+            rows.append({"cell": cell.name, "before": before, "after": after})
+            log(f"[rescore] {k}/{len(done)} {cell.name}: {before:.4f} -> {after:.4f}{change_words(before, after)}")
+    return rows
 
 
 def _fmt(seconds: float) -> str:

@@ -394,8 +394,16 @@ def cmd_emulate(args: argparse.Namespace) -> int:
 
 
 def cmd_campaign(args: argparse.Namespace) -> int:
-    from .campaign import run_campaign
+    from .campaign import change_words, rescore_campaign, run_campaign
 
+    if args.rescore:
+        rows = rescore_campaign(args.campaign, args.out, workers=args.workers,
+                                log=lambda m: print(m, file=sys.stderr))
+        changed = [r for r in rows if r["after"] != r["before"]]
+        print(f"campaign {args.out}: {len(rows)} champions rescored, {len(changed)} changed")
+        for r in changed:
+            print(f"  {r['cell']}: {r['before']:.4f} -> {r['after']:.4f}{change_words(r['before'], r['after'])}")
+        return 0
     r = run_campaign(args.campaign, args.out, workers=args.workers, parallel=args.parallel,
                      scheduler=args.scheduler, log=lambda m: print(m, file=sys.stderr))
     print(f"campaign {r['out']}: {r['runs']} runs finished ({r['ran']} run now); "
@@ -643,6 +651,9 @@ def build_parser() -> argparse.ArgumentParser:
     q.add_argument("--workers", type=int, default=2, help="evaluation processes per run (default 2)")
     q.add_argument("--parallel", type=int, default=1, help="runs at once, each in its own process (default 1)")
     q.add_argument("--scheduler", metavar="tcp://HOST:PORT", help="evaluate on a Dask cluster instead")
+    q.add_argument("--rescore", action="store_true",
+                   help="evolve nothing: score the finished runs' champions again on their held-out episodes "
+                        "(after a change to a task's model) and print which means changed")
     q.set_defaults(func=cmd_campaign)
 
     q = sub.add_parser("report", help="figures, tables and tests of a campaign: OUT/report.md")

@@ -344,9 +344,10 @@ def _cpu() -> str:
 
 
 def provenance() -> dict[str, str]:
-    """Python and package versions and the CPU a result was computed with. The same seed gives the
-    same bits on one machine; re-run in a later session, with the same code and versions, ten VSR
-    champions walked 0.05-60 % differently (docs/reproduction.md, "Re-running the champions")."""
+    """Python and package versions and the CPU a result was computed with. A library that picks its
+    kernels by CPU can change the last bits of a result between machines, and a forking gait turns
+    them into another walk: OpenBLAS's AVX-512 kernel once moved VSR champions by up to 60 %
+    (docs/results.md, "The same bits on every machine")."""
     out = {"python": platform.python_version()}
     for pkg in ("nchl", "numpy", "cma", "gymnasium", "mujoco"):
         try:

@@ -20,6 +20,7 @@ bottom-left, bottom-right, top-right, top-left.
 
 from __future__ import annotations
 
+import math
 from collections import deque
 from dataclasses import dataclass
 
@@ -189,7 +190,11 @@ def build_model(body: object = BIPED, params: VSRParams = VSRParams(),
     for v in range(len(voxels)):
         for a, b_ in links:
             ma, mb = corners[v, a], corners[v, b_]
-            rest = float(np.linalg.norm(rest_xz[ma] - rest_xz[mb]))
+            # sqrt(dx^2 + dz^2) in plain IEEE operations, not np.linalg.norm: that calls OpenBLAS, whose
+            # AVX-512 kernel rounds the last bit differently, and a forking gait amplified that model
+            # difference between machines to 60 % of its distance (docs/reproduction.md)
+            dx, dz = rest_xz[ma] - rest_xz[mb]
+            rest = math.sqrt(dx * dx + dz * dz)
             t = spec.add_tendon(name=f"v{v}_{a}{b_}", width=0.004, rgba=[0.8, 0.3, 0.2, 1])
             t.wrap_site(f"s{ma}")
             t.wrap_site(f"s{mb}")

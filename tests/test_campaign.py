@@ -319,6 +319,16 @@ def check_archive(tmp_path, md):
     assert r.returncode == 2 and "holds no stress.json" in r.stderr
     r = nchl("campaign", "c.toml", "--out", "arch", "--workers", "1")  # nothing left to run
     assert r.returncode == 0 and "(0 run now)" in r.stdout, r.stderr
+    # --rescore scores the finished champions again, evolving nothing: a stale mean is replaced
+    scored = tmp_path / "arch" / "vsr-low-nchl-s0" / "evaluation.json"
+    original = json.loads(scored.read_text())
+    scored.write_text(json.dumps({**original, "mean": 999.0}))
+    logs_before = (tmp_path / "arch" / "vsr-low-nchl-s0" / "log.jsonl").read_text()
+    r = nchl("campaign", "c.toml", "--out", "arch", "--workers", "1", "--rescore")
+    assert r.returncode == 0, r.stderr
+    assert "4 champions rescored, 1 changed" in r.stdout and "vsr-low-nchl-s0: 999.0000 -> " in r.stdout
+    assert json.loads(scored.read_text()) == original
+    assert (tmp_path / "arch" / "vsr-low-nchl-s0" / "log.jsonl").read_text() == logs_before
     r = nchl("archive", "c", "--out", "c")
     assert r.returncode == 2 and "another directory" in r.stderr
     r = nchl("archive", "nothing", "--out", "arch")
@@ -329,6 +339,8 @@ def check_archive(tmp_path, md):
     (tmp_path / "other-budget" / "campaign.json").write_text(json.dumps(manifest))
     r = nchl("archive", "other-budget", "--out", "arch")
     assert r.returncode == 2 and "archives another campaign" in r.stderr
+    r = nchl("campaign", "c.toml", "--out", "other-budget", "--rescore")
+    assert r.returncode == 2 and "rescore it with the campaign file it was run with" in r.stderr
     (tmp_path / "arch" / "vsr-low-nchl-s0" / "stress.json").write_text("{}")
     r = nchl("stress", "arch/vsr-low-nchl-s0")
     assert r.returncode == 2 and "not a stress table written by nchl (no task" in r.stderr

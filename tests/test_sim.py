@@ -1,6 +1,8 @@
 """Tasks: VSR physics sanity, Gymnasium conformance, registry, rollouts."""
 
+import json
 import warnings
+from pathlib import Path
 
 import gymnasium as gym
 import mujoco
@@ -9,7 +11,7 @@ import pytest
 from gymnasium.utils.env_checker import check_env
 
 import nchl_sim
-from nchl import NchlError, Spec, make_controller
+from nchl import Genome, NchlError, Spec, make_controller
 from nchl_sim import get_task, load_trace, rollout, save_trace
 from nchl_sim.vsr import VSR_V0_PARAMS, BodyError, VSRParams, parse_body
 from nchl_sim.vsr_env import VSRWalkerEnv
@@ -182,6 +184,21 @@ def test_rollouts_are_deterministic_and_record_traces(name):
     # replaying the recorded observations reproduces the recorded actions
     c.reset(5)
     np.testing.assert_array_equal(np.array([c.step(o) for o in a.obs]), a.actions)
+
+
+ARCHIVE = Path(__file__).resolve().parent.parent / "experiments" / "archive" / "paper-small-vsr"
+
+
+@pytest.mark.parametrize("cell", ["vsr-high-wnchl-m2-s0", "vsr-low-wnchl-m10-s0"])
+def test_archived_vsr_champions_walk_their_recorded_distance_on_any_machine(cell):
+    """Two forking gaits, scored on machines without and with AVX-512: when np.linalg.norm (OpenBLAS,
+    whose kernel depends on the CPU) built the rest lengths, their last bits, and these distances
+    (23.67 vs 9.47 m; 17.68 vs 21.53 m), depended on the machine."""
+    genome = Genome.load(ARCHIVE / cell / "best.npz")
+    recorded = json.loads((ARCHIVE / cell / "evaluation.json").read_text())
+    env = get_task(recorded["task"]).make_env()
+    distance = rollout(env, make_controller(genome.spec, genome.values), seed=0).fitness
+    assert distance == pytest.approx(recorded["median"], rel=1e-12)
 
 
 def test_traces_round_trip_and_bad_traces_are_refused(tmp_path):
