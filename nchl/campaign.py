@@ -243,8 +243,10 @@ def change_words(before: float, after: float) -> str:
     """How a rescored mean moved, in words that show a last-bit change too."""
     if after == before:
         return ""
-    return f"  (changed by {after - before:+.3g} m, {100 * (after - before) / abs(before):+.2g} %)" if before else \
-        f"  (changed by {after - before:+.3g} m)"
+    words = f"changed by {after - before:+.3g} m"
+    if before:
+        words += f", {100 * (after - before) / abs(before):+.2g} %"
+    return f"  ({words})"
 
 
 def rescore_campaign(path: str | os.PathLike, out: str | os.PathLike, workers: int = 2,
@@ -253,12 +255,11 @@ def rescore_campaign(path: str | os.PathLike, out: str | os.PathLike, workers: i
     under finished runs (e.g. a fix that makes it compute the same bits on every machine). Returns
     per cell the held-out mean before and after; cells not finished are left to ``nchl campaign``."""
     campaign, out = load_campaign(path), Path(out)
-    if isinstance(workers, bool) or not isinstance(workers, int) or workers < 1:
-        raise NchlError(f"workers must be an integer >= 1, got {workers!r}")
+    _check_counts(workers=workers)
     if not (out / MANIFEST).is_file():
         raise NchlError(f"{out}: not a campaign directory (no {MANIFEST}); nothing to rescore")
     saved, _ = read_manifest(out)
-    if saved.settings() != campaign.settings() and not campaign.extends(saved):
+    if not campaign.extends(saved):  # the same campaign, or one that only adds cells
         raise NchlError(f"{out} holds a different campaign ({out / MANIFEST}); rescore it with the campaign "
                         "file it was run with")
     rows = []
@@ -291,14 +292,18 @@ def time_left(durations: dict[str, list[float]], left: list[Cell], parallel: int
     return seconds, sorted({c.task for c in left} - set(finished))
 
 
+def _check_counts(**counts: int) -> None:
+    for name, v in counts.items():
+        if isinstance(v, bool) or not isinstance(v, int) or v < 1:
+            raise NchlError(f"{name} must be an integer >= 1, got {v!r}")
+
+
 def run_campaign(path: str | os.PathLike, out: str | os.PathLike, workers: int = 2, parallel: int = 1,
                  scheduler: str | None = None, log: Callable[[str], None] = print) -> dict:
     """Run (or resume, or extend) the campaign of file ``path`` in directory ``out``, which it holds
     as its one writer while it runs; each cell holds its own run directory."""
     campaign, out = load_campaign(path), Path(out)
-    for name, v in (("workers", workers), ("parallel", parallel)):
-        if isinstance(v, bool) or not isinstance(v, int) or v < 1:
-            raise NchlError(f"{name} must be an integer >= 1, got {v!r}")
+    _check_counts(workers=workers, parallel=parallel)
     with WriterLock(out, "campaign"):
         return _run_campaign(path, campaign, out, workers, parallel, scheduler, log)
 

@@ -321,8 +321,8 @@ def evaluate_candidate(payload: tuple, attempt: int) -> dict:
 
 
 # -- the run -------------------------------------------------------------------
-# CPU features by which glibc's libm and numpy pick their kernels: results that differ between
-# machines in the last bit (and, through a chaotic gait, in the distance) can be traced to them
+# CPU features by which OpenBLAS, numpy and glibc's libm pick their kernels: results that differ
+# between machines in the last bit (and, through a chaotic gait, in the distance) trace to them
 _FP_CPU_FLAGS = ("sse4_2", "avx", "avx2", "fma", "avx512f")
 
 

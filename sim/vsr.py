@@ -192,7 +192,8 @@ def build_model(body: object = BIPED, params: VSRParams = VSRParams(),
             ma, mb = corners[v, a], corners[v, b_]
             # sqrt(dx^2 + dz^2) in plain IEEE operations, not np.linalg.norm: that calls OpenBLAS, whose
             # AVX-512 kernel rounds the last bit differently, and a forking gait amplified that model
-            # difference between machines to 60 % of its distance (docs/reproduction.md)
+            # difference between machines to 60 % of its distance (docs/results.md, "The same bits
+            # on every machine")
             dx, dz = rest_xz[ma] - rest_xz[mb]
             rest = math.sqrt(dx * dx + dz * dz)
             t = spec.add_tendon(name=f"v{v}_{a}{b_}", width=0.004, rgba=[0.8, 0.3, 0.2, 1])
