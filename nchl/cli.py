@@ -53,21 +53,49 @@ def cmd_params(args: argparse.Namespace) -> int:
 
 
 def cmd_tasks(args: argparse.Namespace) -> int:
-    from nchl_sim import TASKS
+    from nchl_sim import TASKS, get_task
 
     rows = []
-    for t in TASKS.values():
+    for t in [get_task(p) for p in args.files] or TASKS.values():
         n_in, n_out = t.sizes
+        names = t.observation_names
         rows.append({"name": t.name, "env_id": t.env_id, "obs": n_in, "act": n_out,
                      "layers": list(t.topology().layers), "episode_steps": t.episode_steps,
-                     "description": t.description})
+                     "control_period_s": t.control_period_s, "body_length": t.body_length,
+                     "privileged": t.privileged, "privileged_names": [names[i] for i in t.privileged],
+                     "model_sha256": t.model_sha256, "description": t.description})
     if args.json:
         print(json.dumps(rows, indent=2))
-    else:
-        print(f"{'task':<24}{'obs':>5}{'act':>5}  {'default layers':<17}{'steps':>6}  description")
-        for r in rows:
-            layers = ",".join(map(str, r["layers"]))
-            print(f"{r['name']:<24}{r['obs']:>5}{r['act']:>5}  {layers:<17}{r['episode_steps']:>6}  {r['description']}")
+        return 0
+    print(f"{'task':<24}{'obs':>5}{'act':>5}  {'default layers':<17}{'steps':>6}{'period':>8}  description")
+    for r in rows:
+        layers = ",".join(map(str, r["layers"]))
+        print(f"{r['name']:<24}{r['obs']:>5}{r['act']:>5}  {layers:<17}{r['episode_steps']:>6}"
+              f"{r['control_period_s'] * 1e3:>6.0f}ms  {r['description']}")
+    print("\ninputs a real robot could not measure (privileged):")
+    for r in rows:
+        p = r["privileged_names"]
+        print(f"  {r['name']:<24}{'none (onboard sensors only)' if not p else _runs(r['privileged'], p)}")
+    return 0
+
+
+def _runs(index: list[int], names: list[str]) -> str:
+    """Privileged entries, long lists summarised: ``0 torso z, 13-15 torso velocity (world), ...``."""
+    if len(index) <= 6:
+        return ", ".join(f"{i} {n}" for i, n in zip(index, names))
+    return f"{len(index)} of them: {', '.join(f'{i} {n}' for i, n in zip(index[:4], names[:4]))}, ..."
+
+
+def cmd_task_init(args: argparse.Namespace) -> int:
+    from nchl_sim.robot import task_file_text
+
+    from .fileio import atomic_write
+
+    out = Path(args.output)
+    if out.exists() and not args.force:
+        raise NchlError(f"{out} exists; pass --force to overwrite it")
+    atomic_write(out, task_file_text(args.model, out).encode())
+    print(f"wrote {out}", file=sys.stderr)
     return 0
 
 
@@ -223,13 +251,11 @@ def _strengths(text: str) -> list[float]:
 
 def _genome_task(args: argparse.Namespace):
     """Genome file, the spec it is deployed as, and the task it runs on (validated together)."""
-    from nchl_sim import get_task
+    from nchl_sim import task_for_genome
 
     genome, spec = _genome_spec(args)
     task_name = getattr(args, "task", None) or genome.task
-    if task_name is None:
-        raise NchlError(f"{args.genome} names no task; pass --task")
-    task = get_task(task_name)
+    task = task_for_genome(genome, task_name, args.genome)
     if task.sizes != (spec.topology.n_in, spec.topology.n_out):
         raise NchlError(f"genome layers [{spec.topology}] do not fit task {task_name!r} "
                         f"({task.sizes[0]} observations, {task.sizes[1]} actions)")
@@ -497,9 +523,19 @@ def build_parser() -> argparse.ArgumentParser:
     q.add_argument("--plot", metavar="PNG", help="also draw the paper's Fig. 1 (parameters vs depth and width)")
     q.set_defaults(func=cmd_params)
 
-    q = sub.add_parser("tasks", help="list the locomotion tasks with their sizes and default layers")
+    q = sub.add_parser("tasks", help="list the locomotion tasks: sizes, default layers, control period, "
+                                     "which inputs a real robot could not measure")
+    q.add_argument("files", nargs="*", metavar="TASK_FILE", help="describe these MJCF / task files instead")
     q.add_argument("--json", action="store_true", help="print JSON instead of a table")
     q.set_defaults(func=cmd_tasks)
+
+    q = sub.add_parser("task", help="robot tasks from your own MJCF model")
+    tsub = q.add_subparsers(dest="task_command", required=True)
+    t = tsub.add_parser("init", help="write a task file for an MJCF model, every inferred default written out")
+    t.add_argument("model", metavar="MODEL.xml")
+    t.add_argument("-o", "--output", required=True, metavar="TASK.toml")
+    t.add_argument("--force", action="store_true", help="overwrite an existing file")
+    t.set_defaults(func=cmd_task_init)
 
     q = sub.add_parser("evolve", help="evolve rule parameters on a task (CMA-ES / sep-CMA / OpenAI-ES)")
     q.add_argument("--config", metavar="TOML", help="settings file; flags given here override it")

@@ -184,7 +184,7 @@ class EvolveConfig:
         if self.randomize is not None or self.randomize_p != 1.0:
             try:
                 randomization = Randomization.of(self.randomize, self.randomize_p)
-                check_applicable([n for n, _, _ in randomization.ranges], get_task(self.task).is_ant,
+                check_applicable([n for n, _, _ in randomization.ranges], get_task(self.task).parts,
                                  repr(self.task))
             except NchlError as e:
                 raise ConfigError(f"{source}: randomize: {e}") from None
@@ -502,6 +502,10 @@ class Run:
                 config = EvolveConfig.from_mapping({**saved["settings"], **changes}, "resume options")
             self.config = config
             self.spec = config.spec()
+            recorded, now = saved.get("model_sha256"), config.task_obj().model_sha256
+            if recorded is not None and recorded != now:
+                raise ConfigError(f"{cfg_path}: the run was started on a model with SHA-256 {recorded[:12]}..., "
+                                  f"but task {config.task!r} now has {str(now)[:12]}...: the model changed")
             self.state = read_checkpoint(self.out / CHECKPOINT)
             self.state.setdefault("best_validation", -math.inf)  # checkpoints from before validation
             self._truncate_log(self.state["generation"])
@@ -526,7 +530,8 @@ class Run:
                       "genome_length": self.spec.genome_length, "layers": list(self.spec.topology.layers),
                       "genome_init": genome_init,
                       "validation_seeds": self.validation_seeds,
-                      "versions": provenance(), "command": self.command}
+                      "versions": provenance(), "command": self.command,
+                      **({"model_sha256": sha} if (sha := config.task_obj().model_sha256) else {})}
             # config.json last: it marks a run that can be resumed (a crash before it leaves a new run)
             write_checkpoint(self.out / CHECKPOINT, self.state)
             atomic_write(self.out / LOG, b"")
@@ -563,7 +568,8 @@ class Run:
 
     def _save_champion(self, genome: np.ndarray, fitness: float) -> None:
         cfg = self.config
-        Genome(self.spec, genome, task=cfg.task, seed=cfg.seed, fitness=fitness).save(self.out / "best.npz")
+        Genome(self.spec, genome, task=cfg.task, seed=cfg.seed, fitness=fitness,
+               model_sha256=cfg.task_obj().model_sha256).save(self.out / "best.npz")
 
     def _validate_best(self, pool, candidates: np.ndarray, fitness: np.ndarray,
                        center: np.ndarray) -> tuple[dict, tuple[np.ndarray, float] | None]:

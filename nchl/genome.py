@@ -5,7 +5,8 @@ Arrays in the archive:
 * ``genome``: 1-D float64, the evolved values (cast to the controller dtype on use);
 * ``metadata``: a 0-d string, JSON with ``format`` (``"nchl-genome"``),
   ``format_version``, ``rule``, ``layers``, ``window``, ``init_range``, ``clip``,
-  ``task``, ``seed`` and ``fitness``.
+  ``task``, ``seed`` and ``fitness``; optionally ``model_sha256``, the content hash of the robot
+  model the genome was evolved on (robot tasks), so that using it on a changed model is refused.
 
 Loading checks every field and the genome length and reports the first problem
 as a :class:`GenomeFileError` naming the file and the field, never a numpy or
@@ -34,6 +35,7 @@ from .topology import Topology
 FORMAT = "nchl-genome"
 FORMAT_VERSION = 1
 _KEYS = {"format", "format_version", "rule", "layers", "window", "init_range", "clip", "task", "seed", "fitness"}
+_OPTIONAL = {"model_sha256"}
 
 
 def genome_sha256(values: np.ndarray) -> str:
@@ -50,6 +52,7 @@ class Genome:
     task: str | None = None
     seed: int | None = None
     fitness: float | None = None
+    model_sha256: str | None = None
 
     def __post_init__(self) -> None:
         values = check_genome(self.spec, self.values, np.dtype(np.float64))
@@ -71,6 +74,7 @@ class Genome:
             "format": FORMAT, "format_version": FORMAT_VERSION, "rule": s.rule,
             "layers": list(s.topology.layers), "window": s.window, "init_range": s.init_range,
             "clip": s.clip, "task": self.task, "seed": self.seed, "fitness": self.fitness,
+            **({} if self.model_sha256 is None else {"model_sha256": self.model_sha256}),
         }
 
     def save(self, path: str | os.PathLike) -> Path:
@@ -113,7 +117,7 @@ class Genome:
         version = meta.get("format_version")
         if version != FORMAT_VERSION:
             raise fail(f"unsupported format_version {version!r}; this nchl reads version {FORMAT_VERSION}")
-        missing, unknown = _KEYS - set(meta), set(meta) - _KEYS
+        missing, unknown = _KEYS - set(meta), set(meta) - _KEYS - _OPTIONAL
         if missing:
             raise fail(f"metadata lacks {sorted(missing)}")
         if unknown:
@@ -133,8 +137,12 @@ class Genome:
         if fitness is not None and (isinstance(fitness, bool) or not isinstance(fitness, (int, float))
                                     or math.isnan(fitness)):
             raise fail(f"'fitness' must be a number or null, got {fitness!r}")
+        model = meta.get("model_sha256")
+        if model is not None and (not isinstance(model, str) or len(model) != 64):
+            raise fail(f"'model_sha256' must be a SHA-256 hex digest or absent, got {model!r}")
         try:
-            return cls(spec, values, task=task, seed=seed, fitness=None if fitness is None else float(fitness))
+            return cls(spec, values, task=task, seed=seed, fitness=None if fitness is None else float(fitness),
+                       model_sha256=model)
         except GenomeError as e:
             raise fail(str(e)) from None
 

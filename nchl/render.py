@@ -102,9 +102,9 @@ def parse_panel(ref: str, rule: str | None = None, window: int | None = None) ->
 def film(panel: Panel, task_name: str, seed: int, steps: int, width: int, height: int, camera: str, fps: float,
          backend: str = "c") -> tuple[list[np.ndarray], dict]:
     """Frames of one episode (task termination applies, at most ``steps`` steps) with captions."""
-    from nchl_sim import VSR_ID, get_task
+    from nchl_sim import VSR_ID, task_for_genome
 
-    task = get_task(task_name)
+    task = task_for_genome(panel.genome, task_name, panel.ref)
     if task.sizes != (panel.spec.topology.n_in, panel.spec.topology.n_out):
         raise NchlError(f"{panel.ref}: layers [{panel.spec.topology}] do not fit task {task_name!r}")
     if task.env_id != VSR_ID:

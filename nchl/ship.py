@@ -14,7 +14,7 @@ from datetime import date
 from pathlib import Path
 from typing import Callable
 
-from nchl_sim import get_task
+from nchl_sim import task_for_genome
 
 from .errors import NchlError
 from .evolution import evaluate_genome, read_log
@@ -38,12 +38,13 @@ def add_champion(run_dir: str | Path, name: str, episodes: int = 100, into: str 
         raise NchlError(f"{run_dir}: not a readable run directory: {e}") from None
     rows = read_log(run_dir)
     genome = Genome.load(run_dir / "best.npz")
+    task = task_for_genome(genome, source=run_dir)
     log(f"scoring {run_dir / 'best.npz'} on {episodes} held-out episodes")
     stats = evaluate_genome(genome.spec, genome.values, genome.task, episodes, seed=0, workers=workers, log=log)
     validated = [{k: r.get(k) for k in _LOG_KEYS} for r in rows if r.get("validation_mean") is not None]
     champion_row = max(validated, key=lambda r: r["validation_mean"]) if validated else None
     record = {
-        "name": name, "task": genome.task, "env": get_task(genome.task).env_id, "rule": genome.spec.rule,
+        "name": name, "task": genome.task, "env": task.env_id, "rule": genome.spec.rule,
         "window": genome.spec.window,
         "layers": list(genome.spec.topology.layers), "genome_length": genome.spec.genome_length,
         "genome_sha256": genome.sha256(), "added": date.today().isoformat(),

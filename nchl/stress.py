@@ -19,7 +19,7 @@ from typing import Callable, Sequence
 import numpy as np
 
 from nchl_sim import get_task, rollout
-from nchl_sim.perturb import CATALOGUE, Condition, check_applicable, condition, default_strength, struck_parts
+from nchl_sim.perturb import CATALOGUE, Condition, check_applicable, condition, struck_parts
 
 from .behaviour import descriptors
 from .errors import NchlError
@@ -32,16 +32,16 @@ from .workers import WorkerPool
 def parse_conditions(items: Sequence[str], task: str, strengths: Sequence[float] | None = None,
                      onset: int = 0) -> list[Condition]:
     """``NAME`` (its default strength, or each of ``strengths``) or ``NAME=S1/S2/...``; ``all`` is every
-    condition of the catalogue that applies to ``task`` (the Ant's leg damage only there)."""
+    condition of the catalogue that applies to ``task`` (leg damage where it has feet, servo
+    conditions where it has servos, terrain where it has a height field)."""
     t = get_task(task)
-    substeps, _ = t.timing
     names: list[tuple[str, list[float] | None]] = []
     for item in items:
         name, _, given = item.partition("=")
         if name == "all":
-            names += [(n, None) for n, k in CATALOGUE.items() if t.is_ant or not k.ant_only]
+            names += [(n, None) for n, k in CATALOGUE.items() if k.needs is None or k.needs in t.parts]
             continue
-        check_applicable([name], t.is_ant, repr(task))
+        check_applicable([name], t.parts, repr(task))
         try:
             values = [float(v) for v in given.split("/")] if given else None
         except ValueError:
@@ -49,7 +49,7 @@ def parse_conditions(items: Sequence[str], task: str, strengths: Sequence[float]
         names.append((name, values))
     out = []
     for name, values in names:
-        for s in values or strengths or [default_strength(name, substeps)]:
+        for s in values or strengths or [t.default_strength(name)]:
             out.append(condition(name, s, onset))
     if len(set(out)) != len(out):
         raise NchlError("a condition is listed twice")

@@ -39,7 +39,7 @@ class Kind:
     default: float | str          # a number, or "control step" (one control period, in sub-steps)
     maximum: float                 # strengths lie in [0, maximum]
     integer: bool = False
-    ant_only: bool = False
+    needs: str | None = None      # what the task must have: "legs" (feet to damage), "servos", "terrain"
     harsher_above: bool = True    # a larger strength is a harsher condition (not for ADC bits)
 
     @property
@@ -54,19 +54,31 @@ CATALOGUE: dict[str, Kind] = {
                      integer=True, harsher_above=False),
     "latency": Kind("the controller sees the observation of this many physics sub-steps ago", "sub-steps",
                     "control step", 1000, integer=True),
-    "motor-gain": Kind("every motor loses this share of its strength", "share lost", 0.2, 1.0),
+    "motor-gain": Kind("every motor loses this share of its strength (a servo: of its torque)", "share lost", 0.2, 1.0),
     "dead-motor": Kind("one motor (drawn per episode) loses this share of its strength; 1 = dead",
                        "share lost", 1.0, 1.0),
     "action-noise": Kind("Gaussian noise on every action (clipped to [-1, 1])", "sigma", 0.1, 10.0),
     "action-delay": Kind("motors receive the command of this many physics sub-steps ago", "sub-steps",
                          "control step", 1000, integer=True),
     "leg-damage": Kind("one foot segment (leg drawn per episode) loses this share of its length; 1 = removed",
-                       "share lost", 0.5, 1.0, ant_only=True),
+                       "share lost", 0.5, 1.0, needs="legs"),
     "mass": Kind("every body is this much heavier", "relative", 0.2, 10.0),
     "friction": Kind("floor and body friction lose this share", "share lost", 0.5, 0.99),
     "push": Kind("horizontal pushes of this impulse at random times (every 2 s on average, 0.1 s each)",
                  "N s", 0.5, 100.0),
+    "backlash": Kind("every servo's gear play grows to this many degrees", "deg", 3.0, 30.0, needs="servos"),
+    "deadband": Kind("every servo's dead band widens to this many microseconds of pulse", "us", 20.0, 500.0,
+                     needs="servos"),
+    "supply-sag": Kind("the servo supply sags: stall torque and no-load speed lose this share", "share lost", 0.25,
+                       0.95, needs="servos"),
+    "servo-lag": Kind("every servo follows its command through a first-order lag of this time constant", "ms",
+                      40.0, 1000.0, needs="servos"),
+    "terrain": Kind("the ground becomes bumps up to this height, drawn per episode", "m", 0.01, 1.0,
+                    needs="terrain"),
 }
+NEEDS = {"legs": "a task with feet (the Ant, a robot task)", "servos": "a task with servos",
+         "terrain": "a task with a [terrain] height field"}
+SERVO_CONDITIONS = ("backlash", "deadband", "supply-sag", "servo-lag")
 ANT_FEET = ("left_ankle_geom", "right_ankle_geom", "third_ankle_geom", "fourth_ankle_geom")
 PUSH_RATE = 0.5        # pushes per second, Poisson
 PUSH_DURATION = 0.1    # s
@@ -85,9 +97,18 @@ class Condition:
         return s if self.onset == 0 else f"{s}@{self.onset}"
 
 
-def default_strength(name: str, substeps: int) -> float:
+ANT_MASS = 0.91088   # kg: Gymnasium's Ant, whose pushes the catalogue's default impulse was chosen for
+
+
+def default_strength(name: str, substeps: int, mass: float | None = None) -> float:
+    """The catalogue's default strength; with the robot's ``mass`` (robot tasks), the default push
+    gives it the velocity change (0.55 m/s) that the default 0.5 N s gives the Ant."""
     kind = kind_of(name)
-    return float(substeps) if kind.default == "control step" else float(kind.default)
+    if kind.default == "control step":
+        return float(substeps)
+    if name == "push" and mass is not None:
+        return round(float(kind.default) * mass / ANT_MASS, 3)
+    return float(kind.default)
 
 
 def kind_of(name: str) -> Kind:
@@ -97,11 +118,13 @@ def kind_of(name: str) -> Kind:
         raise PerturbationError(f"unknown condition {name!r}; choose from {', '.join(CATALOGUE)}") from None
 
 
-def check_applicable(names: list[str] | tuple[str, ...], ant: bool, task: str = "this task") -> None:
-    """Every named condition exists and fits the task (the Ant's foot exists only on the Ant)."""
+def check_applicable(names: list[str] | tuple[str, ...], parts: frozenset[str], task: str = "this task") -> None:
+    """Every named condition exists and fits the task: it has the ``parts`` (legs, servos,
+    terrain) the condition acts on."""
     for name in names:
-        if kind_of(name).ant_only and not ant:
-            raise PerturbationError(f"{name} applies to the Ant tasks only, not {task}")
+        needs = kind_of(name).needs
+        if needs is not None and needs not in parts:
+            raise PerturbationError(f"{name} applies to {NEEDS[needs]}, not {task}")
 
 
 def condition(name: str, strength: float, onset: int = 0) -> Condition:
@@ -190,12 +213,16 @@ class Perturbed(gym.Wrapper):
     base environment's raw observation into the task's (its scaling), for latency."""
 
     def __init__(self, env: gym.Env, conditions: list[Condition] | tuple[Condition, ...],
-                 to_observation: Callable[[np.ndarray], np.ndarray] = lambda o: o, ant: bool = False) -> None:
+                 to_observation: Callable[[np.ndarray], np.ndarray] = lambda o: o,
+                 parts: frozenset[str] = frozenset()) -> None:
         super().__init__(env)
         self.base = env.unwrapped
         if not hasattr(self.base, "_step_mujoco_simulation") or not hasattr(self.base, "_get_obs"):
             raise PerturbationError(f"{type(self.base).__name__} has no physics sub-step hook to perturb")
-        self.ant = ant
+        self.parts = parts
+        self._feet = list(self.base.robot.feet) if hasattr(self.base, "robot") else list(ANT_FEET)
+        self._strength = getattr(self.base, "strength", None)   # servos: motor conditions scale torque
+        self._actuate = getattr(self.base, "actuate", None)
         self.to_observation = to_observation
         self._bound = np.asarray(env.observation_space.high, dtype=np.float64)
         self._sub_original = self.base._step_mujoco_simulation
@@ -209,7 +236,7 @@ class Perturbed(gym.Wrapper):
         names = [c.name for c in conditions]
         if len(set(names)) != len(names):
             raise PerturbationError(f"a condition appears twice in {names}")
-        check_applicable(names, self.ant)
+        check_applicable(names, self.parts)
         active = {c.name: c for c in conditions if c.strength > 0}
         if "quantize" in active and not np.isfinite(self._bound).all():
             raise PerturbationError("quantize needs a bounded observation space; this task's observations are raw")
@@ -248,7 +275,7 @@ class Perturbed(gym.Wrapper):
         return c.strength if c is not None and self.t >= c.onset else 0.0
 
     def _edits_body(self) -> bool:
-        return any(n in self.conditions for n in ("leg-damage", "mass", "friction"))
+        return any(n in self.conditions for n in ("leg-damage", "mass", "friction", "terrain"))
 
     # -- gymnasium API ---------------------------------------------------------------
     def reset(self, *, seed: int | None = None, options: dict | None = None):
@@ -261,7 +288,8 @@ class Perturbed(gym.Wrapper):
         self.rng = np.random.default_rng(root)        # noise, drawn as the episode goes
         choices = np.random.default_rng(root.spawn(1)[0])  # what the episode's damage is
         self._dead = int(choices.integers(0, self.env.action_space.shape[0]))
-        self._foot = ANT_FEET[int(choices.integers(0, len(ANT_FEET)))]
+        self._foot = self._feet[int(choices.integers(0, len(self._feet)))]
+        self._terrain_rng = np.random.default_rng(root.spawn(2)[1])
         step = self.base.model.opt.timestep
         self._push_start = np.floor(np.cumsum(choices.exponential(1.0 / PUSH_RATE, 64)) / step).astype(np.int64)
         self._push_len = max(1, round(PUSH_DURATION / step))
@@ -284,7 +312,14 @@ class Perturbed(gym.Wrapper):
         if weaker or dead:
             gain = np.full(a.shape, 1.0 - weaker)
             gain[self._dead] *= 1.0 - dead
-            a = a * gain
+            if self._strength is not None:
+                self._strength[:] = gain
+            else:
+                a = a * gain
+        if any(n in self.conditions for n in SERVO_CONDITIONS):
+            backlash, deadband, lag = self._on("backlash"), self._on("deadband"), self._on("servo-lag")
+            self.base.set_servo_conditions(backlash_deg=backlash or None, deadband_us=deadband or None,
+                                           supply=1.0 - self._on("supply-sag"), lag_ms=lag or None)
         sigma = self._on("action-noise")
         if sigma:
             a = np.clip(a + self.rng.normal(0.0, sigma, a.shape), -1.0, 1.0)
@@ -318,7 +353,10 @@ class Perturbed(gym.Wrapper):
         for _ in range(n_frames):
             self._ctrl_history.append(np.array(ctrl, dtype=np.float64))
             del self._ctrl_history[0]
-            data.ctrl[:] = self._ctrl_history[-1 - delay]
+            if self._actuate is None:
+                data.ctrl[:] = self._ctrl_history[-1 - delay]
+            else:
+                self._actuate(self._ctrl_history[-1 - delay])   # a servo turns its command into torque
             data.xfrc_applied[:] = 0.0
             if push:
                 k = np.searchsorted(self._push_start, self._substep, side="right") - 1
@@ -336,10 +374,14 @@ class Perturbed(gym.Wrapper):
         """Switch the body perturbations on at their onset (once per episode)."""
         if self._pristine is None or self._model_edited:
             return
-        damage, heavier, slippery = (self._on(n) for n in ("leg-damage", "mass", "friction"))
-        if not (damage or heavier or slippery):
+        damage, heavier, slippery, bumps = (self._on(n) for n in ("leg-damage", "mass", "friction", "terrain"))
+        if not (damage or heavier or slippery or bumps):
             return
         model = self._damaged_leg(damage) if damage else copy.copy(self._pristine)
+        if bumps:
+            self.base.set_terrain(bumps, self._terrain_rng)
+            model.hfield_data[:] = self.base.model.hfield_data
+            model.hfield_size[:] = self.base.model.hfield_size
         if heavier:
             model.body_mass[:] *= 1.0 + heavier
             model.body_inertia[:] *= 1.0 + heavier
@@ -350,6 +392,8 @@ class Perturbed(gym.Wrapper):
         self._model_edited = True
 
     def _damaged_leg(self, share: float) -> mujoco.MjModel:
+        if hasattr(self.base, "damaged_leg"):
+            return self.base.damaged_leg(self._foot, share)
         spec = mujoco.MjSpec.from_file(self.base.fullpath)
         foot = spec.geom(self._foot)
         left = 1.0 - share

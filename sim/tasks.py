@@ -9,9 +9,11 @@ forward over the episode.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from functools import cached_property
+from pathlib import Path
 
 import gymnasium as gym
 import numpy as np
@@ -19,7 +21,8 @@ import numpy as np
 from nchl.errors import NchlError
 from nchl.topology import Topology
 
-from .perturb import Condition, Perturbed, substeps_of
+from .perturb import Condition, Perturbed, default_strength, substeps_of
+from .robot import OBS_BOUND, RobotConfig, load_task_file
 
 
 class UnknownTask(NchlError):
@@ -79,6 +82,7 @@ class Task:
     no_termination: dict = field(default_factory=dict)
     obs_scale: tuple[tuple[int, float], ...] = ()   # (count, factor) runs over the observation; () = raw
     obs_bound: float = float("inf")
+    robot: RobotConfig | None = None    # a task from an MJCF model (sim/robot.py)
 
     def make_env(self, early_stop: bool = False, full_length: bool = False, render_mode: str | None = None,
                  width: int = 480, height: int = 360, camera: str = "track",
@@ -95,15 +99,22 @@ class Task:
         if render_mode is not None:
             if camera not in CAMERAS:
                 raise NchlError(f"camera must be one of {', '.join(CAMERAS)}, got {camera!r}")
-            view = {"camera": camera} if self.env_id == VSR_ID else CAMERAS[camera]
+            view = {"camera": camera} if self.env_id == VSR_ID else self._view(camera)
             kwargs.update(render_mode=render_mode, width=width, height=height, **view)
         env = gym.make(self.env_id, max_episode_steps=self.episode_steps, **kwargs)
         if self.obs_scale:
             env = ScaleObservation(env, np.concatenate([np.full(n, f) for n, f in self.obs_scale]), self.obs_bound)
         if perturbable or any(c.strength > 0 for c in conditions):
             scale = env.observation if isinstance(env, ScaleObservation) else (lambda o: o)
-            env = Perturbed(env, conditions, to_observation=scale, ant=self.is_ant)
+            env = Perturbed(env, conditions, to_observation=scale, parts=self.parts)
         return NoProgressStop(env) if early_stop else env
+
+    def _view(self, camera: str) -> dict:
+        if self.robot is None or camera == "track":
+            return CAMERAS[camera]
+        scale = max(self.body_length, 0.05) * 6
+        return {"default_camera_config": {"lookat": np.array([scale / 3, 0.0, 0.0]), "distance": scale,
+                                          "elevation": -25.0, "azimuth": 120.0}}
 
     @cached_property
     def sizes(self) -> tuple[int, int]:
@@ -116,17 +127,86 @@ class Task:
 
     @property
     def is_ant(self) -> bool:
-        """The MuJoCo Ant (whose feet the perturbation catalogue can damage)."""
+        """The MuJoCo Ant of Gymnasium (Ant-v5)."""
         return self.env_id == "Ant-v5"
+
+    @cached_property
+    def parts(self) -> frozenset[str]:
+        """What the perturbation catalogue can strike: ``legs`` (feet to damage), ``servos``, ``terrain``."""
+        if self.robot is None:
+            return frozenset({"legs"}) if self.is_ant else frozenset()
+        return frozenset({"legs"} | ({"servos"} if self.robot.servo else set())
+                         | ({"terrain"} if self.robot.terrain is not None else set()))
+
+    @property
+    def model_sha256(self) -> str | None:
+        """Content hash of the task's own model file (robot tasks), recorded in the genomes evolved on it."""
+        return None if self.robot is None else self.robot.model_sha256
+
+    def default_strength(self, condition: str) -> float:
+        """A catalogue condition's default strength on this task (delays: one control period;
+        a robot task's push: scaled to its mass)."""
+        return default_strength(condition, self.timing[0], self._mass if self.robot is not None else None)
+
+    @cached_property
+    def _mass(self) -> float:
+        env = self.make_env()
+        try:
+            return float(env.unwrapped.model.body_mass.sum())
+        finally:
+            env.close()
+
+    @property
+    def control_period_s(self) -> float:
+        return self.timing[1]
+
+    def _inspect(self, read):
+        """``read`` of a fresh environment's unwrapped core, the environment closed after."""
+        env = self.make_env()
+        try:
+            return read(env.unwrapped)
+        finally:
+            env.close()
+
+    @cached_property
+    def observation_names(self) -> list[str]:
+        """What each observation entry is."""
+        if self.robot is not None:
+            return list(self._inspect(lambda u: u.robot.obs_names))
+        if self.is_ant:
+            names = (["torso z", *(f"torso quat {c}" for c in "wxyz"), *(f"joint {i} angle" for i in range(8)),
+                      *(f"torso velocity {c} (world)" for c in "xyz"), *(f"torso angular velocity {c}" for c in "xyz"),
+                      *(f"joint {i} speed" for i in range(8))])
+            return names + [f"contact force {i}" for i in range(self.sizes[0] - len(names))]
+        mask = self._inspect(lambda u: u.mask)
+        from .vsr_env import SENSORS
+
+        return [f"voxel {v} {SENSORS[k]}" for v, k in zip(*np.nonzero(mask))]
+
+    @cached_property
+    def privileged(self) -> list[int]:
+        """Observation entries a real robot could not measure: the Ant's torso height and world-frame
+        velocity (and its contact forces, which no sensor gives per body), the VSR's voxel velocities
+        in the world frame. Robot tasks observe onboard sensors only, by construction."""
+        if self.robot is not None:
+            return []
+        names = self.observation_names
+        return [i for i, n in enumerate(names)
+                if n == "torso z" or "(world)" in n or n.startswith("contact force") or n.endswith((" vx", " vz"))]
+
+    @cached_property
+    def body_length(self) -> float:
+        """Length of the robot's body along the forward axis (m): the scale of its speed."""
+        if self.robot is not None:
+            return float(self._inspect(lambda u: u.robot.body_length))
+        if self.is_ant:
+            return 0.5   # the torso, a sphere of radius 0.25 m
+        return float(self._inspect(lambda u: u.vsr.grid.shape[1] * u.vsr.params.voxel_size))
 
     @cached_property
     def timing(self) -> tuple[int, float]:
         """(physics sub-steps per control step, control period in seconds)."""
-        env = self.make_env()
-        try:
-            return substeps_of(env), float(env.unwrapped.dt)
-        finally:
-            env.close()
+        return self._inspect(lambda u: (substeps_of(u), float(u.dt)))
 
     def topology(self, hidden: tuple[int, ...] | None = None) -> Topology:
         n_in, n_out = self.sizes
@@ -188,8 +268,83 @@ TASKS: dict[str, Task] = {t.name: t for t in (
 )}
 
 
+ROBOT_ID = "nchl/Robot-v0"
+MODELS = Path(__file__).parent / "models"
+
+
+def robot_task(config: RobotConfig, name: str, description: str) -> Task:
+    return Task(name, ROBOT_ID, description, hidden=config.hidden, episode_steps=config.episode_steps,
+                kwargs={"config": config}, no_termination={"terminate": False}, obs_bound=OBS_BOUND, robot=config)
+
+
+def _ant_onboard() -> Task:
+    import gymnasium.envs.mujoco as gm
+
+    model = Path(gm.__file__).parent / "assets" / "ant.xml"
+    from .robot import file_sha256
+
+    config = RobotConfig(model=str(model), model_sha256=file_sha256(model), name="ant-onboard", control_period_s=0.05,
+                         episode_s=50.0, reset_noise=0.1, fall_height_share=ANT_FALL_Z / 0.75, fall_tilt_deg=0.0,
+                         hidden=(128, 64))
+    return robot_task(config, "ant-onboard", "MuJoCo Ant observing onboard sensors only: joint angles and speeds, "
+                      f"IMU (gyro, accelerometer, gravity direction), last command; ends when torso z < {ANT_FALL_Z} m")
+
+
+def _shipped_robot(file: str, description: str) -> Task:
+    config = load_task_file(MODELS / file)
+    return robot_task(config, config.name, description)
+
+
+TASKS.update({t.name: t for t in (
+    _ant_onboard(),
+    _shipped_robot("servo-quadruped.toml", "8-servo hobby quadruped (MG90S servos, 0.34 kg), onboard sensors, "
+                   "flat ground"),
+    _shipped_robot("servo-quadruped-rough.toml", "8-servo hobby quadruped on rough ground (bumps up to 1.5 cm)"),
+)})
+_FILES: dict[tuple, tuple[Task, tuple]] = {}   # task file stamp -> (its task, its model's stamp)
+
+
+def _stamp(p: Path) -> tuple[str, float, int]:
+    """What says a file is unchanged since it was read: its resolved path, mtime and size (a task file's
+    cached task is rebuilt when it or the model it names changes)."""
+    st = os.stat(p)
+    return str(p.resolve()), st.st_mtime_ns, st.st_size
+
+
 def get_task(name: str) -> Task:
-    try:
+    """A registered task by name, or a robot task from a path to an MJCF ``.xml`` or a TOML task file."""
+    if name in TASKS:
         return TASKS[name]
-    except KeyError:
-        raise UnknownTask(f"unknown task {name!r}; choose one of {', '.join(TASKS)}") from None
+    if isinstance(name, str) and name.lower().endswith((".xml", ".toml")):
+        p = Path(name)
+        if not p.is_file():
+            raise UnknownTask(f"{name}: no such task file")
+        key = _stamp(p)
+        task, model_stamp = _FILES.get(key, (None, None))
+        if task is None or not Path(task.robot.model).is_file() or _stamp(Path(task.robot.model)) != model_stamp:
+            config = load_task_file(p)
+            task = robot_task(config, name, f"robot task from {name}")
+            _FILES[key] = task, _stamp(Path(config.model))
+        return task
+    raise UnknownTask(f"unknown task {name!r}; choose one of {', '.join(TASKS)}, or give an MJCF .xml or a "
+                      f"task .toml file") from None
+
+
+class ModelChanged(NchlError):
+    pass
+
+
+def task_for_genome(genome, name: str | None = None, source: object = "genome") -> Task:
+    """The task a genome runs on (its own, or ``name``), refused when the genome was evolved on a
+    robot model whose content has changed since (its recorded ``model_sha256``)."""
+    name = name or genome.task
+    if name is None:
+        raise NchlError(f"{source} names no task; pass --task")
+    task = get_task(name)
+    recorded, now = genome.model_sha256, task.model_sha256
+    if recorded is not None and recorded != now:
+        where = task.robot.model if task.robot is not None else name
+        raise ModelChanged(f"{source} was evolved on a model with SHA-256 {recorded[:12]}..., but task {name!r} "
+                           f"uses {where} with {'no model hash' if now is None else now[:12] + '...'}: "
+                           f"the model changed since the genome was evolved")
+    return task

@@ -35,7 +35,7 @@ def test_every_condition_is_deterministic_and_the_identity_at_zero(task_name):
     task = get_task(task_name)
     substeps = task.timing[0]
     for name, kind in CATALOGUE.items():
-        if kind.ant_only and task_name != "ant":
+        if kind.needs is not None and kind.needs not in task.parts:
             continue
         c = condition(name, default_strength(name, substeps))
         steps = 250 if name == "push" else STEPS  # the first push of seed 3 comes after 4.3 s
@@ -109,7 +109,7 @@ def test_bad_conditions_are_clear_errors(args, match):
 
 
 def test_conditions_that_do_not_fit_the_task_are_clear_errors():
-    with pytest.raises(NchlError, match="leg-damage applies to the Ant tasks only"):
+    with pytest.raises(NchlError, match="leg-damage applies to a task with feet"):
         get_task("vsr-low").make_env(conditions=[condition("leg-damage", 0.5)])
     with pytest.raises(NchlError, match="quantize needs a bounded observation space"):
         get_task("ant-v5-strict").make_env(conditions=[condition("quantize", 8)])

@@ -74,7 +74,7 @@ def test_table(tmp_path):
     (["--conditions", "obs-noise=-1"], r"strength must be in [0, 10]"),
     (["--conditions", "obs-noise=big"], "strengths must be numbers"),
     (["--strengths", "0.1,x"], "expected comma-separated numbers"),
-    (["--conditions", "leg-damage"], "leg-damage applies to the Ant tasks only"),
+    (["--conditions", "leg-damage"], "leg-damage applies to a task with feet"),
     (["--episodes", "0"], "episodes must be an integer >= 1"),
 ])
 def test_bad_conditions_and_strengths_are_clear_errors(tmp_path, args, message):
