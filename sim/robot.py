@@ -61,6 +61,8 @@ KINDS: dict[str, SensorKind] = {
     "framequat": SensorKind("IMU orientation quaternion (an orientation filter's estimate)", 1.0, 1.0, "1"),
     "touch": SensorKind("foot contact switch, 1 = touching", 1.0, 1.0, "1"),
     "command": SensorKind("the last command sent, in action units", 1.0, 1.0, "1"),
+    "clock": SensorKind("gait clock: sin and cos of 2 pi clock_hz t, t counted by the controller's own timer",
+                        1.0, 1.0, "1"),
 }
 # MuJoCo sensor types taken from a model, and the ones refused because no onboard sensor measures them
 _ONBOARD = {
@@ -112,6 +114,7 @@ class RobotConfig:
     contacts: bool = False
     gravity: bool = True
     last_command: bool = True
+    clock_hz: float = 0.0                       # > 0: a gait clock input (sin, cos) at this frequency
     hidden: tuple[int, ...] = (32, 32)
     servo: tuple[tuple[str, ServoSpec], ...] = ()   # (actuator, its servo); () = the model's own actuators
     terrain: Terrain | None = None
@@ -366,6 +369,9 @@ def _observation_layout(robot: Robot, declared: list, actuators: list[str], imu:
     if robot.config.last_command:
         names.extend(f"command:{a}" for a in actuators)
         kinds.extend(["command"] * len(actuators))
+    if robot.config.clock_hz > 0:
+        names.extend(["clock:sin", "clock:cos"])
+        kinds.extend(["clock"] * 2)
 
 
 class RobotEnv(MujocoEnv):
@@ -411,6 +417,7 @@ class RobotEnv(MujocoEnv):
         if self.servos is not None:
             self._vel_ref[self._servo] = self.servos.no_load
         self._command = np.zeros(m.nu)
+        self._t0 = 0.0
         self._lo, self._span = r.lo, span
         self._terrain = mujoco.mj_name2id(m, mujoco.mjtObj.mjOBJ_HFIELD, "nchl_terrain")
         self._amplitude = config.terrain.amplitude if config.terrain else 0.0
@@ -462,6 +469,9 @@ class RobotEnv(MujocoEnv):
                 out.append(d.sensordata[adr:adr + dim] * KINDS[kind].scale)
         if r.config.last_command:
             out.append(self._command)
+        if r.config.clock_hz > 0:
+            phase = 2 * math.pi * r.config.clock_hz * (d.time - self._t0)
+            out.append([math.sin(phase), math.cos(phase)])
         obs = np.concatenate(out) if out else np.zeros(0)
         clip = np.array([KINDS[k].clip for k in r.obs_kinds])
         return np.clip(obs, -clip, clip)
@@ -526,6 +536,7 @@ class RobotEnv(MujocoEnv):
         qpos[adr[lim]] = np.clip(qpos[adr[lim]], m.jnt_range[self._hinge_joints[lim], 0],
                                  m.jnt_range[self._hinge_joints[lim], 1])
         self.set_state(qpos, self.init_qvel.copy())
+        self._t0 = float(self.data.time)
         self._command[:] = 0.0
         if self.servos is not None:
             self.servos.reset(self.joint_angles()[self._servo])
@@ -716,12 +727,14 @@ def load_task_file(path: str | Path) -> RobotConfig:
             kw["fall_height_share"] = _number(f"{where}: [fall] height_share", fall["height_share"], 0.0)
         if "tilt_deg" in fall:
             kw["fall_tilt_deg"] = _number(f"{where}: [fall] tilt_deg", fall["tilt_deg"], 0.0)
-        sensors = _table(doc, "sensors", {"contacts", "gravity", "last_command"}, where)
+        sensors = _table(doc, "sensors", {"contacts", "gravity", "last_command", "clock_hz"}, where)
         for key in ("contacts", "gravity", "last_command"):
             if key in sensors:
                 if not isinstance(sensors[key], bool):
                     raise RobotError(f"{where}: [sensors] {key} must be true or false")
                 kw[key] = sensors[key]
+        if "clock_hz" in sensors:
+            kw["clock_hz"] = _number(f"{where}: [sensors] clock_hz", sensors["clock_hz"], 0.0)
         if "servo" in doc:
             kw["servo"] = _servos(doc["servo"], spec, where)
         if "terrain" in doc:
@@ -788,6 +801,7 @@ def task_file_text(model: str | Path, out: str | Path) -> str:
         f"contacts = {str(c.contacts).lower()}   # foot contact switches on the geom at the end of each leg",
         f"gravity = {str(c.gravity).lower()}   # gravity direction in the IMU frame (an orientation filter's estimate)",
         f"last_command = {str(c.last_command).lower()}   # the last command sent is an input",
+        f"clock_hz = {c.clock_hz:g}   # > 0: a gait clock input, sin and cos of 2 pi clock_hz t (0 = off)",
         "",
         "# Uncomment to drive every actuator as a hobby position servo (figures: TowerPro MG90S at 4.8 V);",
         "# [servo.actuator.NAME] or [servo.class.NAME] override them for one actuator or one MJCF class.",

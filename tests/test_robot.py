@@ -105,6 +105,25 @@ def test_action_maps_onto_ctrlrange_and_the_servo_follows_it(sled_files):
     assert u.joint_angles() == pytest.approx([0.6, -0.3], abs=0.03 + play)
 
 
+def test_the_gait_clock_is_sin_and_cos_of_the_episode_time(sled_files, tmp_path):
+    """A clock input is the controller's own timer: it restarts with every episode and is the same
+    whatever the robot does, so the chip computes it from its step count."""
+    (tmp_path / "sled.xml").write_text((sled_files / "sled.xml").read_text())
+    (tmp_path / "clock.toml").write_text(SERVO.replace("[servo]", "[sensors]\nclock_hz = 1.5\n\n[servo]"))
+    env = RobotEnv(load_task_file(tmp_path / "clock.toml"))
+    assert env.robot.obs_names[-2:] == ["clock:sin", "clock:cos"]
+    for seed in (0, 1):
+        obs, _ = env.reset(seed=seed)
+        assert obs[-2:].tolist() == [0.0, 1.0]
+        for k in range(1, 31):
+            obs, *_ = env.step(np.full(2, (-1.0) ** (k + seed)))
+        phase = 2 * math.pi * 1.5 * 30 * 0.02
+        assert obs[-2:] == pytest.approx([math.sin(phase), math.cos(phase)], abs=1e-9)
+    with pytest.raises(NchlError, match=r"\[sensors\] clock_hz must be a finite number >= 0"):
+        (tmp_path / "bad.toml").write_text(SERVO.replace("[servo]", "[sensors]\nclock_hz = -1\n\n[servo]"))
+        load_task_file(tmp_path / "bad.toml")
+
+
 def test_observations_do_not_change_when_the_robot_is_moved_or_turned(tmp_path):
     """The onboard observation law: shifting the robot in the world and turning it about the vertical
     leaves every observation of a rollout unchanged. Only rounding differs: world coordinates enter
