@@ -737,7 +737,8 @@ def build_parser() -> argparse.ArgumentParser:
     q.add_argument("--workers", type=int, default=2)
     q.set_defaults(func=cmd_zoo)
 
-    q = sub.add_parser("pipeline", help="the main job: evolve NcHL -> generate C (NcHL, WNcHL) -> verify -> sizes")
+    q = sub.add_parser("pipeline", help="the main job: evolve NcHL -> C -> verify -> sizes; then a robust champion's "
+                                        "stress summary, float C on a Cortex-M4F and fixed-point C on a Cortex-M0")
     q.add_argument("--task", default="ant")
     q.add_argument("--out", default="runs/pipeline", metavar="DIR", help="default runs/pipeline (resumed if present)")
     q.add_argument("--generations", type=int, default=60)
@@ -745,8 +746,8 @@ def build_parser() -> argparse.ArgumentParser:
     q.add_argument("--window", type=int, default=10, help="WNcHL window of the weightless deployment")
     q.add_argument("--seed", type=int, default=0)
     q.add_argument("--workers", type=int, default=2)
-    q.add_argument("--champion", default="ant-nchl", metavar="NAME",
-                   help="zoo champion deployed after the demonstration run (default ant-nchl; 'none' to skip)")
+    q.add_argument("--champion", default="ant-robust", metavar="NAME",
+                   help="zoo champion deployed after the demonstration run (default ant-robust; 'none' to skip)")
     q.set_defaults(func=cmd_pipeline)
     return p
 

@@ -44,7 +44,8 @@ def test_tasks_json(tmp_path):
 
 
 def test_main_job_pipeline_reduced(tmp_path):
-    """The README's main job at a tiny budget: evolve -> C for NcHL and WNcHL -> verify -> sizes."""
+    """The README's main job at a tiny budget: evolve -> C for NcHL and WNcHL -> verify -> sizes, then a
+    zoo champion as float C on the Cortex-M4F and fixed-point C on the micro:bit's Cortex-M0."""
     r = nchl("pipeline", "--task", "vsr-low", "--generations", "2", "--popsize", "4", "--workers", "1",
              "--champion", "vsr-high-nchl", "--out", "p", cwd=tmp_path)
     assert r.returncode == 0, r.stderr
@@ -56,15 +57,21 @@ def test_main_job_pipeline_reduced(tmp_path):
         assert v["fitness_c"] == v["fitness_python"]
         assert v["emulated_steps"] == 1000 and v["emulated_max_abs_error"] == 0
         assert v["instructions_per_step"] > v["floor_macs_per_step"] > 0
+        assert v["target"] == "cortex-m4f" and 0 < v["period_share"] < 1
     # RAM of the Cortex-M4F firmware: the ring buffer, two counters, the harness's obs/act buffers
-    assert variants["wnchl(m=10)"]["m4f_ram_bytes"] == 4 * 10 * (12 + 32 + 32 + 10) + 8 + 4 * (12 + 10)
-    assert (tmp_path / "p" / "demo" / "c" / "nchl" / "vsr_low_nchl.c").exists()
-    assert "|C-py| M4" in r.stdout and "instr/step" in r.stdout
-    # the zoo champion is deployed too: C, host and emulated verification, sizes
+    assert variants["wnchl(m=10)"]["ram_bytes"] == 4 * 10 * (12 + 32 + 32 + 10) + 8 + 4 * (12 + 10)
+    assert (tmp_path / "p" / "demo" / "c" / "nchl-float" / "vsr_low_nchl.c").exists()
+    assert "|C-py| chip" in r.stdout and "instr/step" in r.stdout
+    # the zoo champion: float C on the M4F, integer C on the M0, both bit-exact on the host and the chip
     champion = summary["champion"]
     assert champion["name"] == "vsr-high-nchl" and champion["evaluation"]["episodes"] == 100
-    assert all(v["passed"] and v["emulated_max_abs_error"] == 0 for v in champion["variants"])
-    assert "zoo:vsr-high-nchl" in r.stdout
+    assert [(v["numeric"], v["target"]) for v in champion["variants"]] == [("float", "cortex-m4f"),
+                                                                            ("fixed", "cortex-m0")]
+    assert all(v["passed"] and v["max_abs_error"] == 0 and v["emulated_max_abs_error"] == 0
+               for v in champion["variants"])
+    fixed = champion["variants"][1]
+    assert fixed["clock_mhz"] == 16 and fixed["ram_bytes"] < 16 * 1024 and fixed["float_max_abs_error"] > 0
+    assert "zoo:vsr-high-nchl" in r.stdout and "micro:bit" in r.stdout
 
 
 def test_installed_console_script_runs_from_any_directory(tmp_path):
