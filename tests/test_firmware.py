@@ -118,3 +118,21 @@ def test_cli_size_and_emulate_with_a_recorded_trace(tmp_path):
     assert r.returncode == 2 and "expected comma-separated windows >= 1" in r.stderr
     r = nchl_cmd("emulate", "g.npz", "--trace", "g.npz", cwd=tmp_path)  # a genome is not a trace
     assert r.returncode == 2 and "not a trace written by nchl evaluate --trace" in r.stderr
+
+
+# instructions per multiply-add of the zoo's Ant champions in fixed point: QEMU -icount makes the count a
+# deterministic function of the code, so these bounds are behaviour. NcHL on the M3 and weightless m=10
+# on the M0 hold issue 40's targets; m=2 on the M0 holds its measured figure (15.98; the target, 8, is
+# not reached: docs/codegen.md says why)
+COUNT_BOUNDS = [("ant-nchl", "cortex-m3", 4.0), ("ant-wnchl", "cortex-m0", 8.0), ("ant-wnchl-m2", "cortex-m0", 16.5)]
+
+
+@pytest.mark.parametrize("champion, target, bound", COUNT_BOUNDS)
+def test_fixed_point_instructions_per_multiply_add_stay_within_bounds(champion, target, bound):
+    genome = Genome.load(f"zoo:{champion}")
+    spec = genome.spec
+    obs = np.random.default_rng(3).normal(0, 1, (2 * (spec.window or 4) + 4, spec.topology.n_in))
+    r = emulate(spec, genome.values, obs, seed=0, board_name="mps2-an385", target=target, numeric="fixed",
+                obs_range=5.0)
+    assert r["max_abs_error"] == 0.0 and r["nonzero_status"] == 0
+    assert r["instructions_per_mac"] <= bound, r["instructions_per_mac"]

@@ -169,21 +169,46 @@ int golden_nchl_fixed_step(golden_nchl_fixed_state_t *state, const int16_t obs[G
                 post[j].d = c[2];
                 post[j].e = c[3];
             }
-            for (i = 0; i < 3; ++i, w += 2) {
+            i = 0u;
+#if !defined(__ARM_ARCH_6M__) /* two rows per pass share the column terms; Thumb-1 has too few registers */
+            for (; i + 1u < 3u; i += 2u, w += 4) {
+                const int16_t *c0 = golden_nchl_fixed_l0_in[i], *c1 = golden_nchl_fixed_l0_in[i + 1u];
+                const int32_t xr = x[i], xs = x[i + 1u];
+                const int32_t ar = ((c0[0] * xr) >> 15), as = ((c1[0] * xs) >> 15);
+                const int32_t cxr = ((c0[1] * xr) >> 15), cxs = ((c1[1] * xs) >> 15);
+                const int32_t dr = c0[2], ds = c1[2], er = c0[3], es = c1[3];
+                const golden_nchl_fixed_terms_t *q = post;
+                int32_t *v = w;
+                for (j = 2u; j != 0u; --j, ++q, ++v) {
+                    const int32_t b = q->b, cy = q->cy, dc = q->d, ec = q->e;
+                    {
+                        const int32_t t = ar + b + ((cxr * cy + dr * dc) >> 16);
+                        const int32_t u = v[0] + ((t * (er + ec)) >> 11);
+                        v[0] = GOLDEN_NCHL_FIXED_SAT(u);
+                    }
+                    {
+                        const int32_t t = as + b + ((cxs * cy + ds * dc) >> 16);
+                        const int32_t u = v[2] + ((t * (es + ec)) >> 11);
+                        v[2] = GOLDEN_NCHL_FIXED_SAT(u);
+                    }
+                }
+            }
+#endif
+            for (; i < 3u; ++i, w += 2) {
                 const int16_t *c = golden_nchl_fixed_l0_in[i];
                 const int32_t xi = x[i];
                 const int32_t ai = ((c[0] * xi) >> 15);
                 const int32_t cxi = ((c[1] * xi) >> 15);
                 const int32_t di = c[2], ei = c[3];
                 const golden_nchl_fixed_terms_t *q = post;
-                for (j = 0; j < 2; j += 2, q += 2) { /* two synapses per pass */
-                    const golden_nchl_fixed_terms_t r0 = q[0], r1 = q[1];
-                    const int32_t t0 = ai + r0.b + ((cxi * r0.cy + di * r0.d) >> 16);
-                    const int32_t t1 = ai + r1.b + ((cxi * r1.cy + di * r1.d) >> 16);
-                    const int32_t v0 = w[j] + ((t0 * (ei + r0.e)) >> 11);
-                    const int32_t v1 = w[j + 1] + ((t1 * (ei + r1.e)) >> 11);
-                    w[j] = GOLDEN_NCHL_FIXED_SAT(v0);
-                    w[j + 1] = GOLDEN_NCHL_FIXED_SAT(v1);
+                int32_t *v = w;
+                for (j = 2u; j != 0u; --j, ++q, ++v) {
+                    const int32_t b = q->b, cy = q->cy, dc = q->d, ec = q->e;
+                    {
+                        const int32_t t = ai + b + ((cxi * cy + di * dc) >> 16);
+                        const int32_t u = v[0] + ((t * (ei + ec)) >> 11);
+                        v[0] = GOLDEN_NCHL_FIXED_SAT(u);
+                    }
                 }
             }
         }
@@ -200,18 +225,46 @@ int golden_nchl_fixed_step(golden_nchl_fixed_state_t *state, const int16_t obs[G
                 post[j].d = c[2];
                 post[j].e = c[3];
             }
-            for (i = 0; i < 2; ++i, w += 1) {
+            i = 0u;
+#if !defined(__ARM_ARCH_6M__) /* two rows per pass share the column terms; Thumb-1 has too few registers */
+            for (; i + 1u < 2u; i += 2u, w += 2) {
+                const int16_t *c0 = golden_nchl_fixed_l1_in[i], *c1 = golden_nchl_fixed_l1_in[i + 1u];
+                const int32_t xr = x[i], xs = x[i + 1u];
+                const int32_t ar = ((c0[0] * xr) >> 13), as = ((c1[0] * xs) >> 13);
+                const int32_t cxr = ((c0[1] * xr) >> 14), cxs = ((c1[1] * xs) >> 14);
+                const int32_t dr = c0[2], ds = c1[2], er = c0[3], es = c1[3];
+                const golden_nchl_fixed_terms_t *q = post;
+                int32_t *v = w;
+                for (j = 1u; j != 0u; --j, ++q, ++v) {
+                    const int32_t b = q->b, cy = q->cy, dc = q->d, ec = q->e;
+                    {
+                        const int32_t t = ar + b + ((cxr * cy + dr * dc) >> 14);
+                        const int32_t u = v[0] + ((t * (er + ec)) >> 13);
+                        v[0] = GOLDEN_NCHL_FIXED_SAT(u);
+                    }
+                    {
+                        const int32_t t = as + b + ((cxs * cy + ds * dc) >> 14);
+                        const int32_t u = v[1] + ((t * (es + ec)) >> 13);
+                        v[1] = GOLDEN_NCHL_FIXED_SAT(u);
+                    }
+                }
+            }
+#endif
+            for (; i < 2u; ++i, w += 1) {
                 const int16_t *c = golden_nchl_fixed_l1_in[i];
                 const int32_t xi = x[i];
                 const int32_t ai = ((c[0] * xi) >> 13);
                 const int32_t cxi = ((c[1] * xi) >> 14);
                 const int32_t di = c[2], ei = c[3];
                 const golden_nchl_fixed_terms_t *q = post;
-                {
-                    const golden_nchl_fixed_terms_t r = post[0];
-                    const int32_t t = ai + r.b + ((cxi * r.cy + di * r.d) >> 14);
-                    const int32_t v = w[0] + ((t * (ei + r.e)) >> 13);
-                    w[0] = GOLDEN_NCHL_FIXED_SAT(v);
+                int32_t *v = w;
+                for (j = 1u; j != 0u; --j, ++q, ++v) {
+                    const int32_t b = q->b, cy = q->cy, dc = q->d, ec = q->e;
+                    {
+                        const int32_t t = ai + b + ((cxi * cy + di * dc) >> 14);
+                        const int32_t u = v[0] + ((t * (ei + ec)) >> 13);
+                        v[0] = GOLDEN_NCHL_FIXED_SAT(u);
+                    }
                 }
             }
         }

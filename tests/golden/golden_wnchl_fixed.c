@@ -164,18 +164,25 @@ int golden_wnchl_fixed_step(golden_wnchl_fixed_state_t *state, const int16_t obs
             d_eta += (c[5] * xi);
             d_1 += (c[6] * xi);
         }
-        /* per past step k: two dot products of its input with the current terms */
-        for (k = 0; k < count; ++k) {
+        /* per ring row, 2 rows per pass over the input: two dot products of its input with the
+         * current terms (a row not filled yet is zero and gives zero sums) */
+        for (k = 0; k < 2u; k += 2u) {
             const int16_t *xk = state->acts[k] + 0;
             const int32_t *q = tx[0];
-            int32_t gamma = 0, delta = 0;
+            int32_t g0 = 0, d0 = 0, g1 = 0, d1 = 0;
             for (i = 0; i < 3; ++i, q += 2) {
-                const int32_t v = xk[i];
-                gamma += v * q[0];
-                delta += v * q[1];
+                const int32_t t0 = q[0], t1 = q[1];
+                const int32_t v0 = xk[0 * GOLDEN_WNCHL_FIXED_N_NEURONS + i];
+                g0 += v0 * t0;
+                d0 += v0 * t1;
+                const int32_t v1 = xk[1 * GOLDEN_WNCHL_FIXED_N_NEURONS + i];
+                g1 += v1 * t0;
+                d1 += v1 * t1;
             }
-            gd[k][0] = ((gamma) >> 16);
-            gd[k][1] = ((delta) >> 16);
+            gd[k + 0u][0] = ((g0) >> 16);
+            gd[k + 0u][1] = ((d0) >> 16);
+            gd[k + 1u][0] = ((g1) >> 16);
+            gd[k + 1u][1] = ((d1) >> 16);
         }
         /* per output: its window sums, then the six terms of 2 z_j in Q22, two outputs per pass */
         {
@@ -185,25 +192,24 @@ int golden_wnchl_fixed_step(golden_wnchl_fixed_state_t *state, const int16_t obs
             const int32_t de = ((d_eta) >> 3), d1 = ((d_1) >> 16);
             const int32_t kk = (int32_t)count;
             const int32_t *ys = state->colsum + 3;
-            for (j = 0; j < 2; j += 2) {
+            const int32_t gk0 = gd[0][0], dk0 = gd[0][1], gk1 = gd[1][0], dk1 = gd[1][1];
+            for (j = 0; j < 2; ++j) { /* the window unrolled: its rows' sums stay in registers */
                 const int16_t *yk = &state->acts[0][3 + j];
-                const int32_t *g = gd[0];
-                int32_t yg0 = 0, yd0 = 0, yg1 = 0, yd1 = 0;
-                for (k = count; k != 0u; --k, yk += GOLDEN_WNCHL_FIXED_N_NEURONS, g += 2) {
-                    const int32_t v0 = yk[0], v1 = yk[1], gk = g[0], dk = g[1];
-                    yg0 += v0 * gk;
-                    yd0 += v0 * dk;
-                    yg1 += v1 * gk;
-                    yd1 += v1 * dk;
-                }
-                y[j] = golden_wnchl_fixed_out_0(j, yg0, yd0, ys, za, fb, se, s1, de, d1, kk);
-                y[j + 1] = golden_wnchl_fixed_out_0(j + 1, yg1, yd1, ys, za, fb, se, s1, de, d1, kk);
+                const int32_t v0 = yk[0 * GOLDEN_WNCHL_FIXED_N_NEURONS];
+                const int32_t v1 = yk[1 * GOLDEN_WNCHL_FIXED_N_NEURONS];
+                const int32_t yg = v0 * gk0 + v1 * gk1;
+                const int32_t yd = v0 * dk0 + v1 * dk1;
+                y[j] = golden_wnchl_fixed_out_0(j, yg, yd, ys, za, fb, se, s1, de, d1, kk);
             }
         }
         /* no window sum needs this layer's old input any more: store the current one in the ring */
-        for (i = 0; i < 3; ++i) {
-            state->colsum[0 + i] += x[i] - state->acts[state->pos][0 + i];
-            state->acts[state->pos][0 + i] = x[i];
+        {
+            int16_t *row = state->acts[state->pos] + 0;
+            int32_t *sum = state->colsum + 0;
+            for (i = 0; i < 3; ++i) {
+                sum[i] += x[i] - row[i];
+                row[i] = x[i];
+            }
         }
     }
     x = y;
@@ -228,18 +234,25 @@ int golden_wnchl_fixed_step(golden_wnchl_fixed_state_t *state, const int16_t obs
             d_eta += (c[5] * xi);
             d_1 += (c[6] * xi);
         }
-        /* per past step k: two dot products of its input with the current terms */
-        for (k = 0; k < count; ++k) {
+        /* per ring row, 2 rows per pass over the input: two dot products of its input with the
+         * current terms (a row not filled yet is zero and gives zero sums) */
+        for (k = 0; k < 2u; k += 2u) {
             const int16_t *xk = state->acts[k] + 3;
             const int32_t *q = tx[0];
-            int32_t gamma = 0, delta = 0;
+            int32_t g0 = 0, d0 = 0, g1 = 0, d1 = 0;
             for (i = 0; i < 2; ++i, q += 2) {
-                const int32_t v = xk[i];
-                gamma += v * q[0];
-                delta += v * q[1];
+                const int32_t t0 = q[0], t1 = q[1];
+                const int32_t v0 = xk[0 * GOLDEN_WNCHL_FIXED_N_NEURONS + i];
+                g0 += v0 * t0;
+                d0 += v0 * t1;
+                const int32_t v1 = xk[1 * GOLDEN_WNCHL_FIXED_N_NEURONS + i];
+                g1 += v1 * t0;
+                d1 += v1 * t1;
             }
-            gd[k][0] = ((gamma) >> 16);
-            gd[k][1] = ((delta) >> 16);
+            gd[k + 0u][0] = ((g0) >> 16);
+            gd[k + 0u][1] = ((d0) >> 16);
+            gd[k + 1u][0] = ((g1) >> 16);
+            gd[k + 1u][1] = ((d1) >> 16);
         }
         /* per output: its window sums, then the six terms of 2 z_j in Q26 */
         {
@@ -249,29 +262,35 @@ int golden_wnchl_fixed_step(golden_wnchl_fixed_state_t *state, const int16_t obs
             const int32_t de = ((d_eta) * 2), d1 = ((d_1) >> 12);
             const int32_t kk = (int32_t)count;
             const int32_t *ys = state->colsum + 5;
-            {
-                const int16_t *yk = &state->acts[0][5];
-                const int32_t *g = gd[0];
-                int32_t yg0 = 0, yd0 = 0;
-                for (k = count; k != 0u; --k, yk += GOLDEN_WNCHL_FIXED_N_NEURONS, g += 2) {
-                    const int32_t v0 = yk[0];
-                    yg0 += v0 * g[0];
-                    yd0 += v0 * g[1];
-                }
-                y[0] = golden_wnchl_fixed_out_1(0, yg0, yd0, ys, za, fb, se, s1, de, d1, kk);
+            const int32_t gk0 = gd[0][0], dk0 = gd[0][1], gk1 = gd[1][0], dk1 = gd[1][1];
+            for (j = 0; j < 1; ++j) { /* the window unrolled: its rows' sums stay in registers */
+                const int16_t *yk = &state->acts[0][5 + j];
+                const int32_t v0 = yk[0 * GOLDEN_WNCHL_FIXED_N_NEURONS];
+                const int32_t v1 = yk[1 * GOLDEN_WNCHL_FIXED_N_NEURONS];
+                const int32_t yg = v0 * gk0 + v1 * gk1;
+                const int32_t yd = v0 * dk0 + v1 * dk1;
+                y[j] = golden_wnchl_fixed_out_1(j, yg, yd, ys, za, fb, se, s1, de, d1, kk);
             }
         }
         /* no window sum needs this layer's old input any more: store the current one in the ring */
-        for (i = 0; i < 2; ++i) {
-            state->colsum[3 + i] += x[i] - state->acts[state->pos][3 + i];
-            state->acts[state->pos][3 + i] = x[i];
+        {
+            int16_t *row = state->acts[state->pos] + 3;
+            int32_t *sum = state->colsum + 3;
+            for (i = 0; i < 2; ++i) {
+                sum[i] += x[i] - row[i];
+                row[i] = x[i];
+            }
         }
     }
     x = y;
     y = (y == buf_a) ? buf_b : buf_a;
-    for (j = 0; j < GOLDEN_WNCHL_FIXED_N_OUT; ++j) {
-        state->colsum[5 + j] += x[j] - state->acts[state->pos][5 + j];
-        state->acts[state->pos][5 + j] = x[j];
+    {
+        int16_t *row = state->acts[state->pos] + 5;
+        int32_t *sum = state->colsum + 5;
+        for (j = 0; j < GOLDEN_WNCHL_FIXED_N_OUT; ++j) {
+            sum[j] += x[j] - row[j];
+            row[j] = x[j];
+        }
     }
     state->pos = (state->pos + 1u) % GOLDEN_WNCHL_FIXED_WINDOW;
     if (state->count < GOLDEN_WNCHL_FIXED_WINDOW) {
