@@ -19,8 +19,8 @@ import tempfile
 
 from common import emit_json
 
-from nchl.cluster import LoopbackCluster
-from nchl.evolution import EvolveConfig, Run
+from nchl.app.cluster import LoopbackCluster
+from nchl.app.evolution import EvolveConfig, Run
 
 
 def generation_times(out: str, settings: dict) -> list[float]:

@@ -21,7 +21,7 @@ from common import emit_json
 
 import nchl
 from nchl import Spec, make_controller
-from nchl.oracle import NaiveWNcHL
+from nchl.core.oracle import NaiveWNcHL
 
 
 def build(rule: str, layers, window: int | None, naive: bool = False):

@@ -33,8 +33,8 @@ from nchl_sim.tasks import VSR_ID, VSR_V0_ID
 from nchl_sim.vsr import VSRParams
 
 from nchl import Genome, Spec, make_controller
-from nchl.report import pairwise_tests
-from nchl.zoo import names
+from nchl.app.report import pairwise_tests
+from nchl.core.zoo import names
 
 
 class Sinusoid:

@@ -20,8 +20,8 @@ import time
 import numpy as np
 from common import emit_json
 
-from nchl.evolution import EvolveConfig, Run
-from nchl.workers import WorkerPool
+from nchl.app.evolution import EvolveConfig, Run
+from nchl.app.workers import WorkerPool
 
 _ENV = {}
 

@@ -21,8 +21,8 @@ import numpy as np
 from common import emit_json
 
 from nchl import Genome, make_controller
-from nchl.evolution import evaluate_genome, fixed_obs_range
-from nchl.fixed import make_fixed
+from nchl.app.evolution import evaluate_genome, fixed_obs_range
+from nchl.core.fixed import make_fixed
 from nchl_codegen.build import FixedCController
 from nchl_codegen.firmware import emulate, size_firmware
 from nchl_codegen.verify import verify

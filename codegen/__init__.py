@@ -1,7 +1,7 @@
 """C generation: a Jinja2 template per generated file, fixed-memory C99 for HL, NcHL and WNcHL.
 
 ``generate(spec, genome, prefix)`` returns ``{"<prefix>.h": ..., "<prefix>.c": ...}``;
-``numeric="fixed"`` gives the integer-only controller of :mod:`nchl.fixed` instead of float32.
+``numeric="fixed"`` gives the integer-only controller of :mod:`nchl.core.fixed` instead of float32.
 Output is a pure function of its inputs (no dates, no paths): identical inputs
 give byte-identical files. Float literals are printed with 9 significant
 digits, which round-trips every float32.
@@ -17,13 +17,14 @@ from pathlib import Path
 import jinja2
 import numpy as np
 
-from nchl import __version__, fixed
-from nchl.activation import TANH_CLAMP, TANH_P, TANH_Q
-from nchl.controllers import check_genome
-from nchl.errors import NchlError
-from nchl.genome import genome_sha256
-from nchl.memory import footprint
-from nchl.spec import Spec
+from nchl import __version__
+from nchl.core import fixed
+from nchl.core.activation import TANH_CLAMP, TANH_P, TANH_Q
+from nchl.core.controllers import check_genome
+from nchl.core.errors import NchlError
+from nchl.core.genome import genome_sha256
+from nchl.core.memory import footprint
+from nchl.core.spec import Spec
 
 C_KEYWORDS = {
     "auto", "break", "case", "char", "const", "continue", "default", "do", "double", "else", "enum", "extern",
@@ -89,7 +90,7 @@ def context(spec: Spec, genome: np.ndarray, prefix: str, runtime_params: bool = 
 
 
 def fixed_context(spec: Spec, genome: np.ndarray, prefix: str, obs_range: float) -> dict:
-    """What the fixed-point templates need: the plan of :func:`nchl.fixed.plan` and the sizes."""
+    """What the fixed-point templates need: the plan of :func:`nchl.core.fixed.plan` and the sizes."""
     p = fixed.plan(spec, genome, obs_range)
     t = spec.topology
     layer_plans = []

@@ -20,11 +20,11 @@ from typing import Any
 
 import numpy as np
 
-from nchl.controllers import Controller
-from nchl.errors import NchlError, NonFiniteObservation
-from nchl.fixed import DEFAULT_OBS_RANGE, ONE, FixedController, ObservationOutOfRange
-from nchl.prng import check_seed
-from nchl.spec import Spec
+from nchl.core.controllers import Controller
+from nchl.core.errors import NchlError, NonFiniteObservation
+from nchl.core.fixed import DEFAULT_OBS_RANGE, ONE, FixedController, ObservationOutOfRange
+from nchl.core.prng import check_seed
+from nchl.core.spec import Spec
 
 from . import cdef, generate
 
@@ -185,7 +185,7 @@ class CController(_StateViews, Controller):
 
 
 class FixedCController(_StateViews, FixedController):
-    """The generated integer-only C behind the interface of :class:`nchl.fixed.FixedController`
+    """The generated integer-only C behind the interface of :class:`nchl.core.fixed.FixedController`
     (weightless NcHL or NcHL); the float face converts observations with the generated helper
     ``<prefix>_obs_from_float``."""
 

@@ -32,11 +32,11 @@ from pathlib import Path
 import numpy as np
 
 from nchl import __version__
-from nchl.errors import NchlError
-from nchl.memory import macs_per_step
-from nchl.spec import Spec
+from nchl.core.errors import NchlError
+from nchl.core.memory import macs_per_step
+from nchl.core.spec import Spec
 
-from nchl.fixed import DEFAULT_OBS_RANGE, ONE, make_fixed, quantize_observation
+from nchl.core.fixed import DEFAULT_OBS_RANGE, ONE, make_fixed, quantize_observation
 
 from . import _environment, c_float, generate, write
 
@@ -241,10 +241,10 @@ def size_folder(folder: Path, targets: list[str]) -> list[dict]:
 def size_variants(spec: Spec, genome: np.ndarray, targets: list[str], windows: list[int], numeric: str = "float",
                   obs_range: float = DEFAULT_OBS_RANGE) -> list[dict]:
     """Sizes of one genome as every rule it runs as, side by side, per target: HL (for an NcHL genome,
-    its synapse parameters expanded by :func:`~nchl.controllers.nchl_as_hl`), NcHL and WNcHL at each
+    its synapse parameters expanded by :func:`~nchl.core.controllers.nchl_as_hl`), NcHL and WNcHL at each
     window. What a user weighs when choosing a rule for a chip. ``numeric="fixed"``: NcHL and WNcHL
     at each window in float32 and in fixed point, side by side."""
-    from nchl.controllers import nchl_as_hl
+    from nchl.core.controllers import nchl_as_hl
 
     if numeric == "fixed":
         if spec.rule not in ("nchl", "wnchl"):
@@ -279,13 +279,13 @@ def emulate(spec: Spec, genome: np.ndarray, obs: np.ndarray, seed: int, board_na
     ``target`` builds for another core than the board's own, which the board must be able to run:
     a Cortex-M0 build (ARMv6-M, a subset of the Cortex-M3's ARMv7-M) is measured on the M3 board.
     ``numeric="fixed"``: the integer controller, fed the observations as Q12 integers and compared
-    with the integer reference of :mod:`nchl.fixed` (errors in Q12 units divided by 4096).
+    with the integer reference of :mod:`nchl.core.fixed` (errors in Q12 units divided by 4096).
 
     Time per step is an estimate at ``clock_mhz``: instructions / clock, i.e. one instruction per
     cycle; QEMU counts instructions, it does not model cycles (loads, divisions, wait states)."""
     if not (isinstance(clock_mhz, (int, float)) and clock_mhz > 0):
         raise NchlError(f"clock_mhz must be a number > 0, got {clock_mhz!r}")
-    from nchl.controllers import make_controller
+    from nchl.core.controllers import make_controller
 
     from .verify import ulp_distance
 

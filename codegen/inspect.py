@@ -15,9 +15,9 @@ from pathlib import Path
 
 import numpy as np
 
-from nchl.errors import NchlError
-from nchl.memory import footprint
-from nchl.spec import Spec
+from nchl.core.errors import NchlError
+from nchl.core.memory import footprint
+from nchl.core.spec import Spec
 
 from . import generate, write
 

@@ -28,10 +28,10 @@ import onnx
 from onnx import TensorProto, helper, numpy_helper
 
 from nchl import __version__
-from nchl.activation import TANH_CLAMP, TANH_P, TANH_Q
-from nchl.controllers import Controller, check_genome, hl_layers, make_controller, nchl_layers, split_blocks
-from nchl.errors import NchlError
-from nchl.spec import Spec
+from nchl.core.activation import TANH_CLAMP, TANH_P, TANH_Q
+from nchl.core.controllers import Controller, check_genome, hl_layers, make_controller, nchl_layers, split_blocks
+from nchl.core.errors import NchlError
+from nchl.core.spec import Spec
 
 OPSET = 17
 

@@ -6,7 +6,7 @@
 * closed loop: the C controller drives the environment alone; its fitness is
   reported next to Python's for the same seed.
 
-The two are bit-identical by design (see :mod:`nchl.activation`), so the
+The two are bit-identical by design (see :mod:`nchl.core.activation`), so the
 expected errors are 0; the pass criterion is the stated tolerance on the
 maximum absolute action error (default 1e-5).
 """
@@ -15,8 +15,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from nchl.controllers import Controller
-from nchl.errors import NchlError
+from nchl.core.controllers import Controller
+from nchl.core.errors import NchlError
 
 TOLERANCE = 1e-5
 

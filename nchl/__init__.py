@@ -7,12 +7,12 @@ settings), :func:`make_controller` (the Python reference of each rule) and
 
 __version__ = "0.1.0"
 
-from .controllers import HL, WNcHL, Controller, NcHL, Static, make_controller
-from .errors import (GenomeError, GenomeFileError, NchlError, NonFiniteObservation,
+from .core.controllers import HL, WNcHL, Controller, NcHL, Static, make_controller
+from .core.errors import (GenomeError, GenomeFileError, NchlError, NonFiniteObservation,
                      SpecError, TopologyError)
-from .genome import Genome
-from .spec import RULES, Spec
-from .topology import Topology
+from .core.genome import Genome
+from .core.spec import RULES, Spec
+from .core.topology import Topology
 
 __all__ = [
     "Controller", "Genome", "GenomeError", "GenomeFileError", "HL", "NcHL", "NchlError",

@@ -25,7 +25,7 @@ import gymnasium as gym
 import mujoco
 import numpy as np
 
-from nchl.errors import NchlError
+from nchl.core.errors import NchlError
 
 
 class PerturbationError(NchlError):

@@ -31,7 +31,7 @@ import mujoco
 import numpy as np
 from gymnasium.envs.mujoco.mujoco_env import MujocoEnv
 
-from nchl.errors import NchlError
+from nchl.core.errors import NchlError
 
 from .servo import ServoBank, ServoSpec
 

@@ -9,8 +9,8 @@ from pathlib import Path
 import gymnasium as gym
 import numpy as np
 
-from nchl.controllers import Controller
-from nchl.errors import NchlError
+from nchl.core.controllers import Controller
+from nchl.core.errors import NchlError
 
 
 @dataclass

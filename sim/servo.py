@@ -23,7 +23,7 @@ from dataclasses import dataclass, fields
 
 import numpy as np
 
-from nchl.errors import NchlError
+from nchl.core.errors import NchlError
 
 
 class ServoError(NchlError):

@@ -18,8 +18,8 @@ from pathlib import Path
 import gymnasium as gym
 import numpy as np
 
-from nchl.errors import NchlError
-from nchl.topology import Topology
+from nchl.core.errors import NchlError
+from nchl.core.topology import Topology
 
 from .perturb import Condition, Perturbed, default_strength, substeps_of
 from .robot import OBS_BOUND, RobotConfig, load_task_file

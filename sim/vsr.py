@@ -27,7 +27,7 @@ from dataclasses import dataclass
 import mujoco
 import numpy as np
 
-from nchl.errors import NchlError
+from nchl.core.errors import NchlError
 
 BIPED = ("####", "####", "#..#")
 INTEGRATORS = {"euler": mujoco.mjtIntegrator.mjINT_EULER, "implicit": mujoco.mjtIntegrator.mjINT_IMPLICIT,

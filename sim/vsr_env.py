@@ -33,7 +33,7 @@ import gymnasium as gym
 import mujoco
 import numpy as np
 
-from nchl.errors import NchlError
+from nchl.core.errors import NchlError
 
 from .vsr import BIPED, VSRModel, VSRParams, build_model
 

@@ -4,7 +4,7 @@ import json
 import subprocess
 import sys
 
-from nchl.evolution import EvolveConfig, Run
+from nchl.app.evolution import EvolveConfig, Run
 
 DETERMINISTIC = ("generation", "best", "mean", "std", "best_ever", "validation_mean", "validation_std",
                  "validation_of", "best_validation", "sigma", "evaluations", "env_steps", "failures")
@@ -16,7 +16,7 @@ def log_of(run_dir):
     return [{k: json.loads(line)[k] for k in DETERMINISTIC} for line in lines]
 
 
-def evolve(tmp_path, name, evaluator="nchl.evolution:evaluate_candidate", **settings):
+def evolve(tmp_path, name, evaluator="nchl.app.evolution:evaluate_candidate", **settings):
     cfg = EvolveConfig.from_mapping({**SMALL, **settings})
     logs = []
     Run(tmp_path / name, cfg, log=logs.append, evaluator=evaluator).run()
@@ -24,4 +24,4 @@ def evolve(tmp_path, name, evaluator="nchl.evolution:evaluate_candidate", **sett
 
 
 def nchl_cmd(*args, cwd):
-    return subprocess.run([sys.executable, "-m", "nchl.cli", *args], cwd=cwd, capture_output=True, text=True)
+    return subprocess.run([sys.executable, "-m", "nchl.app.cli", *args], cwd=cwd, capture_output=True, text=True)

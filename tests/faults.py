@@ -3,7 +3,7 @@
 import hashlib
 import os
 
-from nchl.evolution import evaluate_candidate
+from nchl.app.evolution import evaluate_candidate
 
 
 def _tag(genome) -> int:

@@ -8,10 +8,10 @@ import sys
 import numpy as np
 import pytest
 
-from nchl.campaign import Campaign, Cell, cell_state, load_campaign, run_campaign, time_left
-from nchl.errors import NchlError
-from nchl.evolution import Run
-from nchl.report import _robustness, _training_effect, _training_labels, best_champion_tests, holm, pairwise_tests
+from nchl.app.campaign import Campaign, Cell, cell_state, load_campaign, run_campaign, time_left
+from nchl.core.errors import NchlError
+from nchl.app.evolution import Run
+from nchl.app.report import _robustness, _training_effect, _training_labels, best_champion_tests, holm, pairwise_tests
 
 TINY = """
 [campaign]
@@ -135,11 +135,11 @@ def test_report_on_a_tiny_campaign(tmp_path):
     stressed = TINY.replace("[evaluate]\nepisodes = 2", '[evaluate]\nepisodes = 2\nstress = ["latency", "dead-motor=0.5/1"]\n'
                             "stress_episodes = 1")
     (tmp_path / "c.toml").write_text(stressed)
-    r = subprocess.run([sys.executable, "-m", "nchl.cli", "campaign", "c.toml", "--out", "c", "--workers", "2"],
+    r = subprocess.run([sys.executable, "-m", "nchl.app.cli", "campaign", "c.toml", "--out", "c", "--workers", "2"],
                        cwd=tmp_path, capture_output=True, text=True)
     assert r.returncode == 0, r.stderr
     assert "4/4 done" in r.stderr and "ETA" in r.stderr
-    r = subprocess.run([sys.executable, "-m", "nchl.cli", "report", "c", "-o", "rep", "--behaviour-episodes", "1"],
+    r = subprocess.run([sys.executable, "-m", "nchl.app.cli", "report", "c", "-o", "rep", "--behaviour-episodes", "1"],
                        cwd=tmp_path, capture_output=True, text=True)
     assert r.returncode == 0, r.stderr
     md = (tmp_path / "rep" / "report.md").read_text()
@@ -157,7 +157,7 @@ def test_report_on_a_tiny_campaign(tmp_path):
     assert "WNcHL stores no weights: shown are those its window stands for" in md
     for name in pngs:
         assert (tmp_path / "rep" / name).read_bytes()[:4] == b"\x89PNG" and f"]({name})" in md
-    r = subprocess.run([sys.executable, "-m", "nchl.cli", "report", "nothing", "-o", "x"], cwd=tmp_path,
+    r = subprocess.run([sys.executable, "-m", "nchl.app.cli", "report", "nothing", "-o", "x"], cwd=tmp_path,
                        capture_output=True, text=True)
     assert r.returncode == 2 and "not a campaign directory" in r.stderr
     check_archive(tmp_path, md)
@@ -172,12 +172,12 @@ def test_report_on_a_tiny_campaign(tmp_path):
                         "[evolve.randomize]\nlatency = [0, 20]\ndead-motor = [0.0, 1.0]")
     (tmp_path / "rand.toml").write_text(rand)
     for name in ("more", "other", "rand"):
-        r = subprocess.run([sys.executable, "-m", "nchl.cli", "campaign", f"{name}.toml", "--out", name,
+        r = subprocess.run([sys.executable, "-m", "nchl.app.cli", "campaign", f"{name}.toml", "--out", name,
                             "--workers", "1"], cwd=tmp_path, capture_output=True, text=True)
         assert r.returncode == 0, r.stderr
 
     def report(*dirs):
-        return subprocess.run([sys.executable, "-m", "nchl.cli", "report", *dirs, "-o", "both",
+        return subprocess.run([sys.executable, "-m", "nchl.app.cli", "report", *dirs, "-o", "both",
                                "--behaviour-episodes", "1"], cwd=tmp_path, capture_output=True, text=True)
 
     r = report("c", "more")
@@ -294,7 +294,7 @@ def test_best_champion_tests_compare_episode_distributions_of_each_rules_best_ru
 def check_archive(tmp_path, md):
     """The finished tiny campaign ``c``: archived without checkpoints, reported alike, continued."""
     def nchl(*args):
-        return subprocess.run([sys.executable, "-m", "nchl.cli", *args], cwd=tmp_path, capture_output=True, text=True)
+        return subprocess.run([sys.executable, "-m", "nchl.app.cli", *args], cwd=tmp_path, capture_output=True, text=True)
 
     shutil.copytree(tmp_path / "c", tmp_path / "half")
     (tmp_path / "half" / "vsr-low-nchl-s1" / "evaluation.json").unlink()

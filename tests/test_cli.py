@@ -9,7 +9,7 @@ import pytest
 
 
 def nchl(*args, cwd):
-    return subprocess.run([sys.executable, "-m", "nchl.cli", *args], cwd=cwd, capture_output=True, text=True)
+    return subprocess.run([sys.executable, "-m", "nchl.app.cli", *args], cwd=cwd, capture_output=True, text=True)
 
 
 def test_params_json_matches_paper_counts(tmp_path):

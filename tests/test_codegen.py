@@ -16,7 +16,7 @@ from nchl_codegen import c_float, check_prefix, generate, write
 from nchl_codegen.build import CController
 from nchl_codegen.inspect import FORBIDDEN_SYMBOLS, compile_object, size_report
 from nchl_codegen.verify import ulp_distance
-from nchl.memory import footprint
+from nchl.core.memory import footprint
 
 GOLDEN = Path(__file__).parent / "golden"
 
@@ -193,7 +193,7 @@ def test_ulp_distance():
 
 
 def nchl_cmd(*args, cwd):
-    return subprocess.run([sys.executable, "-m", "nchl.cli", *args], cwd=cwd, capture_output=True, text=True)
+    return subprocess.run([sys.executable, "-m", "nchl.app.cli", *args], cwd=cwd, capture_output=True, text=True)
 
 
 @pytest.mark.parametrize("extra", [[], ["--rule", "wnchl", "--window", "10"]])

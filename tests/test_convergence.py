@@ -6,7 +6,7 @@ import pytest
 from nchl_sim import get_task, rollout
 
 from nchl import Genome
-from nchl.zoo import names
+from nchl.core.zoo import names
 
 TOLERANCE = 0.05  # relative distance, task's step vs a quarter of it
 VSR_CHAMPIONS = [n for n in names() if not get_task(Genome.load(f"zoo:{n}").task).is_ant]

@@ -5,8 +5,8 @@ import pytest
 
 from nchl import (Genome, GenomeError, NonFiniteObservation, NchlError, Spec, SpecError, Topology,
                   TopologyError, make_controller)
-from nchl.memory import compare
-from nchl.prng import uniform_weights
+from nchl.core.memory import compare
+from nchl.core.prng import uniform_weights
 
 
 def test_paper_parameter_counts():

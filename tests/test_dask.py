@@ -12,8 +12,8 @@ import pytest
 
 distributed = pytest.importorskip("distributed")
 
-from nchl.cluster import LoopbackCluster  # noqa: E402
-from nchl.evolution import EvolveConfig, Run  # noqa: E402
+from nchl.app.cluster import LoopbackCluster  # noqa: E402
+from nchl.app.evolution import EvolveConfig, Run  # noqa: E402
 
 SMALL = dict(task="vsr-low", layers=(12, 4, 10), popsize=4, workers=1, seed=3, validation_every=2,
              validation_episodes=1)  # validation runs on the cluster too, at a test's cost

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from nchl.cli import build_parser
+from nchl.app.cli import build_parser
 
 ROOT = Path(__file__).resolve().parent.parent
 PAGES = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]

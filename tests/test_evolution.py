@@ -8,10 +8,10 @@ import pytest
 from evolving import SMALL, evolve, log_of
 
 from nchl import Genome, Spec
-from nchl.errors import NchlError
-from nchl.evolution import CHECKPOINT, EvolveConfig, Run, read_checkpoint
-from nchl.optimizers import OpenAIES, PyCMA, centered_ranks, resolve
-from nchl.workers import Outcome
+from nchl.core.errors import NchlError
+from nchl.app.evolution import CHECKPOINT, EvolveConfig, Run, read_checkpoint
+from nchl.app.optimizers import OpenAIES, PyCMA, centered_ranks, resolve
+from nchl.app.workers import Outcome
 
 
 @pytest.mark.parametrize("rule, extra", [("hl", {}), ("nchl", {}), ("wnchl", {"window": 5}), ("static", {})])
@@ -111,7 +111,7 @@ def test_layers_must_fit_the_task_and_out_must_be_new(tmp_path):
 
 
 def test_seed_ranges_are_disjoint():
-    from nchl.seeds import EVALUATION, TRAINING, VALIDATION, evaluation_seeds, training_seeds, validation_seeds
+    from nchl.app.seeds import EVALUATION, TRAINING, VALIDATION, evaluation_seeds, training_seeds, validation_seeds
 
     assert EVALUATION.stop == VALIDATION.start and VALIDATION.stop == TRAINING.start and TRAINING.stop == 2**32
     train = {s for seed in range(3) for g in range(200) for s in training_seeds(seed, g, 3)}
@@ -131,7 +131,7 @@ def test_without_validation_the_champion_is_the_best_training_episode(tmp_path):
 
 def test_validation_uses_its_own_seeds_and_picks_the_best_mean(tmp_path, monkeypatch):
     """The validated genomes run on the validation seeds only, and best.npz is the best mean."""
-    from nchl import evolution
+    from nchl.app import evolution
 
     seen = []
     real = evolution.evaluate_candidate
@@ -183,7 +183,7 @@ def test_optimizer_choice_and_shaping():
 def test_experiment_configs_are_valid():
     from pathlib import Path
 
-    from nchl.evolution import load_toml
+    from nchl.app.evolution import load_toml
 
     configs = sorted((Path(__file__).parent.parent / "experiments").rglob("*.toml"))
     runs = [(path, load_toml(path)) for path in configs]
@@ -195,7 +195,7 @@ def test_experiment_configs_are_valid():
 
 
 def test_action_rate_cost_scores_distance_less_action_travel():
-    from nchl.evolution import Episodes, action_travel, evaluate_candidate
+    from nchl.app.evolution import Episodes, action_travel, evaluate_candidate
 
     assert action_travel(np.array([[1.0, -1.0], [-1.0, -1.0], [-1.0, 1.0]])) == pytest.approx(1.0 + 1.0 + 1.0)
     spec = Spec("nchl", (12, 4, 10))

@@ -11,8 +11,8 @@ import pytest
 from evolving import SMALL, evolve, log_of, nchl_cmd
 
 from nchl import Genome, Spec
-from nchl.errors import NchlError
-from nchl.evolution import CHECKPOINT, EvolveConfig, Run, read_checkpoint
+from nchl.core.errors import NchlError
+from nchl.app.evolution import CHECKPOINT, EvolveConfig, Run, read_checkpoint
 
 
 @pytest.fixture(scope="module")
@@ -40,7 +40,7 @@ def test_toml_config_and_cli_errors(tmp_path):
 
 
 def test_ctrl_c_checkpoints_and_resumes(tmp_path):
-    p = subprocess.Popen([sys.executable, "-m", "nchl.cli", "evolve", "--task", "vsr-low", "--layers", "12,4,10",
+    p = subprocess.Popen([sys.executable, "-m", "nchl.app.cli", "evolve", "--task", "vsr-low", "--layers", "12,4,10",
                           "--popsize", "4", "--generations", "1000", "--workers", "1", "--out", "run"],
                          cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                          # as from a terminal: CI may start us with SIGINT ignored, and children inherit that
@@ -66,7 +66,7 @@ def test_ctrl_c_swallowed_by_a_library_still_stops_the_run(tmp_path, monkeypatch
     """pycma has bare excepts: a Ctrl-C landing in one must still stop the run at the next generation."""
     import os
 
-    from nchl.optimizers import PyCMA
+    from nchl.app.optimizers import PyCMA
 
     real_tell = PyCMA.tell
 
@@ -94,7 +94,7 @@ def test_ctrl_c_while_a_generation_is_saved_keeps_that_generation(tmp_path, monk
     a finished generation is never thrown away, and log and checkpoint agree."""
     import os
 
-    import nchl.evolution as evolution
+    import nchl.app.evolution as evolution
 
     real_write = evolution.write_checkpoint
 
@@ -151,7 +151,7 @@ def test_plot_groups_runs_by_rule(tmp_path):
     r = nchl_cmd("plot", str(a), str(b), "-o", "f.png", cwd=tmp_path)
     assert r.returncode == 0, r.stderr
     assert "vsr-low: nchl" in r.stdout and "2 runs" in r.stdout
-    from nchl.plots import plot_runs
+    from nchl.app.plots import plot_runs
 
     c, _ = evolve(tmp_path, "c", **cheap, action_rate_cost=0.1)  # trains on another fitness: own group
     summary = plot_runs([str(a), str(b), str(c)], str(tmp_path / "g.png"))

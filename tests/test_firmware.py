@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 
 from nchl import Genome, Spec
-from nchl.memory import macs_per_step
+from nchl.core.memory import macs_per_step
 from nchl_codegen import generate, write
 from nchl_codegen.firmware import BOARDS, FLAGS, TARGETS, emulate, size_firmware
 
@@ -90,7 +90,7 @@ def test_multiply_adds_are_chained_never_fused(tmp_path, target):
 
 
 def nchl_cmd(*args, cwd):
-    return subprocess.run([sys.executable, "-m", "nchl.cli", *args], cwd=cwd, capture_output=True, text=True)
+    return subprocess.run([sys.executable, "-m", "nchl.app.cli", *args], cwd=cwd, capture_output=True, text=True)
 
 
 def test_cli_size_and_emulate_with_a_recorded_trace(tmp_path):

@@ -13,7 +13,7 @@ import pytest
 from hypothesis import given, settings, strategies as st
 
 from nchl import Genome, NchlError, NonFiniteObservation, Spec
-from nchl.fixed import ONE, TANH_RANGE, ObservationOutOfRange, make_fixed, plan, quantize_observation, tanh_q
+from nchl.core.fixed import ONE, TANH_RANGE, ObservationOutOfRange, make_fixed, plan, quantize_observation, tanh_q
 from nchl_codegen import generate, write
 from nchl_codegen.build import FixedCController
 
@@ -181,7 +181,7 @@ FLOAT_ROUTINES = ("__aeabi_f", "__aeabi_d", "__aeabi_i2f", "__aeabi_i2d", "__aea
 
 
 def nchl_cmd(*args, cwd):
-    return subprocess.run([sys.executable, "-m", "nchl.cli", *args], cwd=cwd, capture_output=True, text=True)
+    return subprocess.run([sys.executable, "-m", "nchl.app.cli", *args], cwd=cwd, capture_output=True, text=True)
 
 
 @pytest.mark.skipif(shutil.which("arm-none-eabi-gcc") is None, reason="arm-none-eabi-gcc not installed: run setup.sh")

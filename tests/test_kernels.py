@@ -3,7 +3,7 @@
 import numpy as np
 from hypothesis import given, settings, strategies as st
 
-from nchl.activation import TANH_CLAMP, seq_sum, tanh
+from nchl.core.activation import TANH_CLAMP, seq_sum, tanh
 
 
 def loop_sum(a):

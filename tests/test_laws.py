@@ -4,9 +4,9 @@ import numpy as np
 from hypothesis import given, settings, strategies as st
 
 from nchl import Spec, make_controller
-from nchl.controllers import nchl_as_hl
-from nchl.oracle import NaiveWNcHL
-from nchl.spec import Spec as _Spec
+from nchl.core.controllers import nchl_as_hl
+from nchl.core.oracle import NaiveWNcHL
+from nchl.core.spec import Spec as _Spec
 
 topologies = st.lists(st.integers(1, 6), min_size=2, max_size=4)
 seeds = st.integers(0, 2**32 - 1)

@@ -49,13 +49,13 @@ def test_full_length_ant_rollout_in_lockstep_with_onnxruntime(tmp_path, extra):
     else:
         spec = Spec("nchl", [27, 32, 8])
     Genome(spec, np.random.default_rng(4).uniform(-0.5, 0.5, spec.genome_length), task="ant").save(tmp_path / "g.npz")
-    r = subprocess.run([sys.executable, "-m", "nchl.cli", "verify", "g.npz", "--backend", "onnx", "--episodes", "1",
+    r = subprocess.run([sys.executable, "-m", "nchl.app.cli", "verify", "g.npz", "--backend", "onnx", "--episodes", "1",
                         "--json", *extra], cwd=tmp_path, capture_output=True, text=True)
     assert r.returncode == 0, r.stderr
     report = json.loads(r.stdout)
     (e,) = report["episodes"]
     assert e["steps"] == 1000 and report["max_abs_error"] <= 1e-5 and report["passed"]
-    r = subprocess.run([sys.executable, "-m", "nchl.cli", "export-onnx", "g.npz", "-o", "c.onnx", *extra],
+    r = subprocess.run([sys.executable, "-m", "nchl.app.cli", "export-onnx", "g.npz", "-o", "c.onnx", *extra],
                        cwd=tmp_path, capture_output=True, text=True)
     assert r.returncode == 0, r.stderr
     onnx.checker.check_model(onnx.load(str(tmp_path / "c.onnx")))

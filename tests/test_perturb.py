@@ -5,7 +5,7 @@ import dataclasses
 import numpy as np
 import pytest
 
-from nchl.errors import NchlError
+from nchl.core.errors import NchlError
 from nchl_sim import get_task
 from nchl_sim.perturb import CATALOGUE, condition, default_strength, struck_parts
 

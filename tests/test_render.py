@@ -12,12 +12,12 @@ from PIL import Image
 
 import nchl_sim  # noqa: F401  (registers the VSR environment)
 from nchl import Genome, Spec
-from nchl.errors import NchlError
+from nchl.core.errors import NchlError
 from nchl_sim import get_task
 
 
 def nchl(*args, cwd):
-    return subprocess.run([sys.executable, "-m", "nchl.cli", *args], cwd=cwd, capture_output=True, text=True)
+    return subprocess.run([sys.executable, "-m", "nchl.app.cli", *args], cwd=cwd, capture_output=True, text=True)
 
 
 def random_genome(tmp_path, task, name="g.npz", seed=0, hidden=(6,)):
@@ -104,7 +104,7 @@ def test_render_errors_are_clear(tmp_path, args, match):
 
 
 def test_missing_opengl_is_named(monkeypatch):
-    from nchl import render
+    from nchl.app import render
 
     monkeypatch.delenv("MUJOCO_GL", raising=False)
     monkeypatch.setattr(render, "_PROBE", "raise SystemExit('no display here {name}')")

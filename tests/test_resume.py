@@ -15,8 +15,8 @@ import time
 import numpy as np
 import pytest
 
-from nchl.evolution import CHECKPOINT, read_checkpoint, write_checkpoint
-from nchl.optimizers import make_optimizer
+from nchl.app.evolution import CHECKPOINT, read_checkpoint, write_checkpoint
+from nchl.app.optimizers import make_optimizer
 
 VOLATILE = {"env_steps_per_s", "wall_time"}  # measured time, not results
 REAL = ["--task", "vsr-low", "--popsize", "6", "--workers", "2", "--seed", "1",
@@ -25,12 +25,12 @@ GENERATIONS = 6
 
 
 def nchl(*args, cwd, **kw):
-    return subprocess.run([sys.executable, "-m", "nchl.cli", *args], cwd=cwd, capture_output=True, text=True, **kw)
+    return subprocess.run([sys.executable, "-m", "nchl.app.cli", *args], cwd=cwd, capture_output=True, text=True, **kw)
 
 
 def start(*args, cwd):
     """``nchl`` in its own session, as from a terminal (CI may start us with SIGINT ignored)."""
-    return subprocess.Popen([sys.executable, "-m", "nchl.cli", *args], cwd=cwd, stdout=subprocess.DEVNULL,
+    return subprocess.Popen([sys.executable, "-m", "nchl.app.cli", *args], cwd=cwd, stdout=subprocess.DEVNULL,
                             stderr=subprocess.PIPE, text=True, start_new_session=True,
                             preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
 
@@ -155,9 +155,9 @@ def test_interrupted_at_any_generation_equals_uninterrupted(tmp_path, uninterrup
 def test_killed_campaign_cell_resumes_to_the_uninterrupted_result(tmp_path, uninterrupted):
     """``kill -9`` of a whole campaign in the middle of a cell, then the same command again: the cell's
     log, champion and evaluation are those of the uninterrupted run with the same settings."""
-    from nchl.campaign import EVALUATION
-    from nchl.evolution import evaluate_genome
-    from nchl.genome import Genome
+    from nchl.app.campaign import EVALUATION
+    from nchl.app.evolution import evaluate_genome
+    from nchl.core.genome import Genome
 
     (tmp_path / "c.toml").write_text(
         '[campaign]\ntasks = ["vsr-low"]\nrules = ["nchl"]\nseeds = [1]\n'

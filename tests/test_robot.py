@@ -11,10 +11,10 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from nchl.cli import main
-from nchl.errors import NchlError
-from nchl.genome import Genome
-from nchl.spec import Spec
+from nchl.app.cli import main
+from nchl.core.errors import NchlError
+from nchl.core.genome import Genome
+from nchl.core.spec import Spec
 from nchl_sim import ModelChanged, get_task, rollout, task_for_genome
 from nchl_sim.perturb import CATALOGUE, condition
 from nchl_sim.robot import KINDS, RobotEnv, load_task_file, task_file_text

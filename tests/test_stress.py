@@ -8,7 +8,7 @@ import pytest
 
 
 def nchl(*args, cwd):
-    return subprocess.run([sys.executable, "-m", "nchl.cli", *args], cwd=cwd, capture_output=True, text=True)
+    return subprocess.run([sys.executable, "-m", "nchl.app.cli", *args], cwd=cwd, capture_output=True, text=True)
 
 
 def test_stress_json_schema_and_retained_share(tmp_path):

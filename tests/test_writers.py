@@ -9,9 +9,9 @@ import time
 
 import pytest
 
-from nchl.campaign import run_campaign
-from nchl.evolution import EvolveConfig, Run, read_log
-from nchl.fileio import LOCK_FILE, DirectoryBusy, WriterLock
+from nchl.app.campaign import run_campaign
+from nchl.app.evolution import EvolveConfig, Run, read_log
+from nchl.core.fileio import LOCK_FILE, DirectoryBusy, WriterLock
 from test_campaign import TINY as TINY_CAMPAIGN
 
 TINY = ["--task", "vsr-low", "--layers", "12,4,10", "--popsize", "4", "--workers", "1", "--validation-episodes", "0"]
@@ -19,11 +19,11 @@ CAMPAIGN = TINY_CAMPAIGN.replace('rules = ["nchl", "wnchl"]', 'rules = ["nchl"]'
 
 
 def nchl(*args, cwd):
-    return subprocess.run([sys.executable, "-m", "nchl.cli", *args], cwd=cwd, capture_output=True, text=True)
+    return subprocess.run([sys.executable, "-m", "nchl.app.cli", *args], cwd=cwd, capture_output=True, text=True)
 
 
 def start(*args, cwd):
-    return subprocess.Popen([sys.executable, "-m", "nchl.cli", *args], cwd=cwd, stdout=subprocess.DEVNULL,
+    return subprocess.Popen([sys.executable, "-m", "nchl.app.cli", *args], cwd=cwd, stdout=subprocess.DEVNULL,
                             stderr=subprocess.PIPE, text=True, start_new_session=True)
 
 
@@ -116,7 +116,7 @@ def test_readers_skip_the_row_being_written(tmp_path):
 @pytest.mark.parametrize("reader", ["head -1", "true"])  # true: a reader that stops before the first line
 @pytest.mark.parametrize("command", ["zoo --json", "tasks"])
 def test_output_piped_into_a_reader_that_stops_ends_quietly(tmp_path, command, reader):
-    r = subprocess.run(f"{sys.executable} -m nchl.cli {command} | {reader}", shell=True, cwd=tmp_path,
+    r = subprocess.run(f"{sys.executable} -m nchl.app.cli {command} | {reader}", shell=True, cwd=tmp_path,
                        capture_output=True, text=True)
     assert r.returncode == 0 and r.stdout.count("\n") == (reader == "head -1")
     assert r.stderr == ""

@@ -8,17 +8,17 @@ import numpy as np
 import pytest
 
 from nchl import Genome
-from nchl import zoo
-from nchl.errors import NchlError
-from nchl.evolution import EvolveConfig, Run
-from nchl.ship import add_champion
+from nchl.core import zoo
+from nchl.core.errors import NchlError
+from nchl.app.evolution import EvolveConfig, Run
+from nchl.app.ship import add_champion
 from nchl_sim import get_task
 
 SHIPPED = ("ant-nchl", "ant-wnchl", "ant-wnchl-m2", "vsr-high-nchl", "ant-robust")
 
 
 def nchl(*args, cwd):
-    return subprocess.run([sys.executable, "-m", "nchl.cli", *args], cwd=cwd, capture_output=True, text=True)
+    return subprocess.run([sys.executable, "-m", "nchl.app.cli", *args], cwd=cwd, capture_output=True, text=True)
 
 
 @pytest.mark.parametrize("name", SHIPPED)

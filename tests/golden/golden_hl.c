@@ -2,8 +2,8 @@
  * rule hl, layers [3,2,1]
  * genome sha256 67b4c14759d1638886dbb96e49e269282d9a08039fd6bbfb932177d4f9297d64
  *
- * Every float operation, its order included, is the Python reference's (nchl/controllers.py,
- * nchl/activation.py): the two agree bit for bit. Build without -ffast-math and with
+ * Every float operation, its order included, is the Python reference's (nchl/core/controllers.py,
+ * nchl/core/activation.py): the two agree bit for bit. Build without -ffast-math and with
  * -ffp-contract=off so the compiler keeps that order (no reassociation, no fused multiply-add).
  */
 #include <math.h>
@@ -58,7 +58,7 @@ static uint32_t golden_hl_fmix32(uint32_t h)
     return h;
 }
 
-/* weights uniform in [-r, r) from the counter-based generator shared with Python (nchl/prng.py):
+/* weights uniform in [-r, r) from the counter-based generator shared with Python (nchl/core/prng.py):
  * every operation is exact except the final multiply, so the bits match numpy's */
 void golden_hl_init(golden_hl_state_t *state, uint32_t seed)
 {
@@ -71,7 +71,7 @@ void golden_hl_init(golden_hl_state_t *state, uint32_t seed)
     }
 }
 
-/* the shared float32 tanh (nchl/activation.py): clamp, x P(x^2) / Q(x^2) by Horner, clamp */
+/* the shared float32 tanh (nchl/core/activation.py): clamp, x P(x^2) / Q(x^2) by Horner, clamp */
 static float golden_hl_tanh(float x)
 {
     float s, p, q, y;

@@ -2,7 +2,7 @@
  * rule nchl, layers [3,2,1]
  * genome sha256 be350ef045f19006904902800cdd2d5e40f87dbc34d011f5f99b1e66c769b3a0
  *
- * Integer-only NcHL: the operations of the Python reference nchl/fixed.py (FixedNcHL). The
+ * Integer-only NcHL: the operations of the Python reference nchl/core/fixed.py (FixedNcHL). The
  * weights are int32 in Q15, saturated to [W_MIN, W_MAX] like the float rule's clip; the
  * planner chose every other shift from worst-case magnitudes, so no int32 product or sum
  * overflows. The forward pass multiplies w >> k by the input, with k the smallest shift that

@@ -2,7 +2,7 @@
  * rule nchl, layers [3,2,1]
  * genome sha256 be350ef045f19006904902800cdd2d5e40f87dbc34d011f5f99b1e66c769b3a0
  *
- * Integer arithmetic only: no float, no FPU, no libm. The Python reference nchl/fixed.py
+ * Integer arithmetic only: no float, no FPU, no libm. The Python reference nchl/core/fixed.py
  * performs the same integer operations; the two agree exactly.
  * Formats (Qf: the integer v stands for v / 2^f):
  *   observations/activations/actions: int16 Q12; |observation| <= 32767 (7.99976)

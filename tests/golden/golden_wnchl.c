@@ -2,8 +2,8 @@
  * rule wnchl, window 2, layers [3,2,1]
  * genome sha256 be350ef045f19006904902800cdd2d5e40f87dbc34d011f5f99b1e66c769b3a0
  *
- * Every float operation, its order included, is the Python reference's (nchl/controllers.py,
- * nchl/activation.py): the two agree bit for bit. Build without -ffast-math and with
+ * Every float operation, its order included, is the Python reference's (nchl/core/controllers.py,
+ * nchl/core/activation.py): the two agree bit for bit. Build without -ffast-math and with
  * -ffp-contract=off so the compiler keeps that order (no reassociation, no fused multiply-add).
  */
 #include <math.h>
@@ -53,7 +53,7 @@ void golden_wnchl_init(golden_wnchl_state_t *state, uint32_t seed)
     state->count = 0u;
 }
 
-/* the shared float32 tanh (nchl/activation.py): clamp, x P(x^2) / Q(x^2) by Horner, clamp */
+/* the shared float32 tanh (nchl/core/activation.py): clamp, x P(x^2) / Q(x^2) by Horner, clamp */
 static float golden_wnchl_tanh(float x)
 {
     float s, p, q, y;

@@ -2,7 +2,7 @@
  * rule wnchl, window 2, layers [3,2,1]
  * genome sha256 be350ef045f19006904902800cdd2d5e40f87dbc34d011f5f99b1e66c769b3a0
  *
- * Integer-only weightless NcHL: the operations of the Python reference nchl/fixed.py, whose
+ * Integer-only weightless NcHL: the operations of the Python reference nchl/core/fixed.py, whose
  * planner chose every shift from worst-case magnitudes, so no int32 product or sum overflows and
  * every value stored as int16 fits (nothing saturates at run time). A shift right by s rounds
  * toward minus infinity (v >> s). No int64: a Cortex-M0 has no 64-bit multiply.

@@ -27,11 +27,11 @@ from nchl_sim.perturb import kind_of
 
 from .behaviour import DESCRIPTORS, descriptors
 from .campaign import EVALUATION, read_manifest, summary
-from .errors import NchlError
+from ..core.errors import NchlError
 from .evolution import evaluation_controller, read_log, training_words
-from .genome import Genome
-from .spec import RULES
-from .memory import fig1, footprint
+from ..core.genome import Genome
+from ..core.spec import RULES
+from ..core.memory import fig1, footprint
 from .plots import plot_runs
 
 def _plt():

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Callable
 
 from .campaign import MANIFEST, cell_state, read_manifest
-from .errors import NchlError
+from ..core.errors import NchlError
 
 LEFT_OUT = (".lock",)       # names left out of every directory
 LEFT_OUT_PREFIX = "checkpoint"  # checkpoint.bin and its temporary files

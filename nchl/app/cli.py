@@ -10,10 +10,10 @@ import sys
 from pathlib import Path
 from typing import Sequence
 
-from . import __version__
-from .errors import NchlError, TopologyError
-from .memory import compare, fig1
-from .topology import Topology
+from .. import __version__
+from ..core.errors import NchlError, TopologyError
+from ..core.memory import compare, fig1
+from ..core.topology import Topology
 
 def _layers(text: str) -> Topology:
     try:
@@ -89,7 +89,7 @@ def _runs(index: list[int], names: list[str]) -> str:
 def cmd_task_init(args: argparse.Namespace) -> int:
     from nchl_sim.robot import task_file_text
 
-    from .fileio import atomic_write
+    from ..core.fileio import atomic_write
 
     out = Path(args.output)
     if out.exists() and not args.force:
@@ -149,7 +149,7 @@ def cmd_evolve(args: argparse.Namespace) -> int:
 def _genome_spec(args: argparse.Namespace):
     """The genome file and the spec it runs as: its own, or NcHL <-> WNcHL redeployment
     (``--rule``/``--window``) of the same genome, plastic or frozen after ``--freeze-after`` steps."""
-    from .genome import Genome
+    from ..core.genome import Genome
 
     genome = Genome.load(args.genome)
     spec = genome.spec if args.rule is None and args.window is None else genome.spec.redeployed(args.rule, args.window)
@@ -266,7 +266,7 @@ def cmd_codegen(args: argparse.Namespace) -> int:
     from nchl_codegen import generate, write
     from nchl_codegen.inspect import size_report
 
-    from .spec import Spec
+    from ..core.spec import Spec
 
     from .evolution import fixed_obs_range
 
@@ -362,7 +362,7 @@ def cmd_size(args: argparse.Namespace) -> int:
     """Cortex-M flash/RAM/stack of generated controllers (a folder) or of a genome's variants."""
     from nchl_codegen.firmware import size_folder, size_variants
 
-    from .genome import Genome
+    from ..core.genome import Genome
 
     from .evolution import fixed_obs_range
 
@@ -473,7 +473,7 @@ def cmd_render(args: argparse.Namespace) -> int:
 
 
 def cmd_zoo(args: argparse.Namespace) -> int:
-    from . import zoo
+    from ..core import zoo
 
     if args.add:
         from .ship import add_champion

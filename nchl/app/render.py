@@ -23,10 +23,10 @@ from typing import Callable
 
 import numpy as np
 
-from .errors import NchlError, NonFiniteObservation
+from ..core.errors import NchlError, NonFiniteObservation
 from .evolution import evaluation_controller
-from .genome import Genome
-from .spec import Spec
+from ..core.genome import Genome
+from ..core.spec import Spec
 
 FORMATS = (".gif", ".mp4")
 _PROBE = """

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .errors import NchlError
+from ..core.errors import NchlError
 from .evolution import read_log, training_words
 
 

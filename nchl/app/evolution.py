@@ -18,7 +18,7 @@ A single training episode flatters lucky candidates, so the champion is chosen
 on validation episodes instead: every ``validation_every`` generations (and at
 the last one) the generation's ``validation_top`` candidates and the optimizer's
 mean are re-run on ``validation_episodes`` fixed full-length episodes whose
-seeds never occur in training (:mod:`nchl.seeds`).
+seeds never occur in training (:mod:`nchl.app.seeds`).
 """
 
 from __future__ import annotations
@@ -47,16 +47,16 @@ import numpy as np
 from nchl_sim import get_task, rollout
 from nchl_sim.perturb import Condition, Randomization, check_applicable, perturbed_layer
 
-from .controllers import make_controller
-from .errors import NchlError
-from .fileio import WriterLock, atomic_write
-from .fixed import DEFAULT_OBS_RANGE, make_fixed
-from .genome import Genome
+from ..core.controllers import make_controller
+from ..core.errors import NchlError
+from ..core.fileio import WriterLock, atomic_write
+from ..core.fixed import DEFAULT_OBS_RANGE, make_fixed
+from ..core.genome import Genome
 from .optimizers import make_optimizer
-from .prng import check_seed
+from ..core.prng import check_seed
 from .seeds import evaluation_seeds, held_out, training_seeds, validation_seeds
-from .spec import RULES, Spec
-from .topology import Topology
+from ..core.spec import RULES, Spec
+from ..core.topology import Topology
 from .workers import WorkerPool
 
 CHECKPOINT = "checkpoint.bin"
@@ -251,7 +251,7 @@ def evaluation_controller(spec: Spec, genome: np.ndarray, backend: str, numeric:
                           task: str | None = None):
     """The controller used to score a genome: the Python reference, or the generated C built
     once per spec with the genome passed at run time. Both compute the same bits. ``numeric="fixed"``:
-    the integer controller (:mod:`nchl.fixed`; C with its constants compiled in)."""
+    the integer controller (:mod:`nchl.core.fixed`; C with its constants compiled in)."""
     if numeric == "fixed":
         if backend == "python":
             return make_fixed(spec, genome, fixed_obs_range(task))
@@ -377,6 +377,12 @@ class _CheckpointPickler(pickle.Pickler):
 
 
 class _CheckpointUnpickler(pickle.Unpickler):
+    def find_class(self, module: str, name: str) -> Any:
+        # checkpoints written before nchl/ split into core and app name the flat module
+        if module == "nchl.optimizers":
+            module = "nchl.app.optimizers"
+        return super().find_class(module, name)
+
     def persistent_load(self, pid: Any) -> Any:
         if pid != _GLOBAL_RNG_ID:
             raise pickle.UnpicklingError(f"unknown reference {pid!r}")
@@ -457,13 +463,13 @@ def _fmt_time(seconds: float) -> str:
 class Run:
     """One evolution run in ``out``: start fresh or resume, then :meth:`run`.
 
-    The run is the directory's one writer (:class:`~nchl.fileio.WriterLock`) from construction
+    The run is the directory's one writer (:class:`~nchl.core.fileio.WriterLock`) from construction
     to the end of :meth:`run`, unless the caller passes the ``lock`` it holds on ``out`` (a
     campaign cell keeps its directory until the champion is evaluated)."""
 
     def __init__(self, out: str | os.PathLike, config: EvolveConfig | None = None, resume: bool = False,
                  generations: int | None = None, log: Callable[[str], None] = print,
-                 evaluator: str = "nchl.evolution:evaluate_candidate", where: dict | None = None,
+                 evaluator: str = "nchl.app.evolution:evaluate_candidate", where: dict | None = None,
                  lock: WriterLock | None = None, command: list[str] | None = None) -> None:
         """``where`` may change ``workers``/``scheduler`` of a resumed run: they do not change results.
         ``command`` is the command line a new run records as provenance (default: this process's)."""
@@ -707,7 +713,7 @@ def evaluate_genome(spec: Spec, genome: np.ndarray, task: str, episodes: int, se
         raise NchlError(f"workers must be an integer >= 1, got {workers!r}")
     seeds = evaluation_seeds(check_seed(seed), episodes)
     check_seed(seeds[-1])
-    with WorkerPool("nchl.evolution:evaluate_candidate", min(workers, episodes), log=log) as pool:
+    with WorkerPool("nchl.app.evolution:evaluate_candidate", min(workers, episodes), log=log) as pool:
         how = Episodes(task, early_stop, backend, numeric=numeric)
         outcomes = pool.map([(how, spec, genome, [s]) for s in seeds])
     failed = [s for s, o in zip(seeds, outcomes) if not o.ok]

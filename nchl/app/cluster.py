@@ -1,9 +1,9 @@
 """Candidate evaluations on a Dask distributed cluster, with the local pool's interface.
 
 :class:`DaskPool` connects to a running scheduler (``tcp://HOST:PORT``) and
-submits the same ``fn(payload, attempt)`` calls as :class:`~nchl.workers.WorkerPool`.
+submits the same ``fn(payload, attempt)`` calls as :class:`~nchl.app.workers.WorkerPool`.
 Each Dask worker process imports the evaluation function once; its per-thread
-environment cache (``nchl.evolution``) keeps environments between tasks.
+environment cache (``nchl.app.evolution``) keeps environments between tasks.
 
 Faults: when a worker dies, the scheduler reruns its tasks on the workers that
 remain (Dask's own recovery, up to ``allowed-failures`` per task), so nothing is
@@ -19,7 +19,7 @@ import subprocess
 import sys
 from typing import Any, Callable, Sequence
 
-from .errors import NchlError
+from ..core.errors import NchlError
 from .workers import Outcome, _load
 
 

@@ -9,7 +9,7 @@
 ``auto`` picks ``cma`` up to :data:`FULL_CMA_MAX_DIM` values and ``sep-cma``
 above. All maximise. pycma draws from numpy's global generator, so a
 checkpoint must store ``np.random.get_state()`` beside the optimizer and refer
-to that generator rather than copy it (:mod:`nchl.evolution`'s checkpoints do);
+to that generator rather than copy it (:mod:`nchl.app.evolution`'s checkpoints do);
 the OpenAI-ES keeps its own generator in its state.
 """
 
@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .errors import NchlError
+from ..core.errors import NchlError
 
 OPTIMIZERS = ("auto", "cma", "sep-cma", "openai-es")
 FULL_CMA_MAX_DIM = 2000

@@ -36,17 +36,17 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
 
-from .errors import NchlError
+from ..core.errors import NchlError
 from .evolution import ConfigError, EvolveConfig, Run, evaluate_genome, load_toml, provenance
-from .fileio import WriterLock, atomic_write
-from .genome import Genome
-from .spec import RULES
+from .stress import STRESS, parse_conditions, run_stress
+from ..core.fileio import WriterLock, atomic_write
+from ..core.genome import Genome
+from ..core.spec import RULES
 
 MANIFEST = "campaign.json"
 EVALUATION = "evaluation.json"
 _CAMPAIGN_KEYS = {"tasks", "rules", "windows", "seeds"}
 _EVALUATE_KEYS = {"episodes", "stress", "stress_episodes"}
-STRESS = "stress.json"
 _PER_CELL = {"task", "rule", "window", "seed", "out"}
 
 
@@ -123,8 +123,6 @@ class Campaign:
         if isinstance(stress_episodes, bool) or not isinstance(stress_episodes, int) or stress_episodes < 1:
             raise ConfigError(f"{source}: [evaluate] stress_episodes must be an integer >= 1, got {stress_episodes!r}")
         if stress:
-            from .stress import parse_conditions
-
             for task in tasks:
                 try:
                     parse_conditions(stress, task)
@@ -230,8 +228,6 @@ def score_cell(run_dir: Path, campaign: Campaign, cell: Cell, workers: int, log:
     record = {"cell": cell.name, "task": cell.task, "rule": cell.rule, "window": cell.window,
               "seed": cell.seed, **stats, "versions": provenance()}
     if campaign.stress:  # before evaluation.json, which marks the cell done
-        from .stress import parse_conditions, run_stress
-
         table = run_stress(genome.spec, genome.values, cell.task, parse_conditions(campaign.stress, cell.task),
                            campaign.stress_episodes, seed=0, workers=workers, log=log)
         atomic_write(run_dir / STRESS, (json.dumps(table) + "\n").encode())
@@ -359,7 +355,7 @@ def _run_campaign(path: str | os.PathLike, campaign: Campaign, out: Path, worker
                 (out / cell.name).mkdir(parents=True, exist_ok=True)
                 with open(out / cell.name / "campaign.log", "a") as f:
                     # -P: the cell imports the nchl this campaign runs, never a source tree in the working directory
-                    proc = subprocess.Popen([sys.executable, "-P", "-m", "nchl.campaign", str(path), str(out),
+                    proc = subprocess.Popen([sys.executable, "-P", "-m", "nchl.app.campaign", str(path), str(out),
                                              cell.name, str(workers), scheduler or ""],
                                             stdout=f, stderr=subprocess.STDOUT)
                 running[cell.name] = (proc, time.perf_counter())
@@ -394,7 +390,7 @@ def summary(out: Path) -> list[dict[str, Any]]:
 
 
 def _cell_main(argv: list[str]) -> int:
-    """One cell in its own process (``parallel > 1``): ``python -m nchl.campaign FILE OUT CELL WORKERS SCHED``."""
+    """One cell in its own process (``parallel > 1``): ``python -m nchl.app.campaign FILE OUT CELL WORKERS SCHED``."""
     path, out, name, workers, scheduler = argv
     campaign = load_campaign(path)
     cell = next(c for c in campaign.cells() if c.name == name)

@@ -1,9 +1,9 @@
 """Naive reference of weightless NcHL, for tests and benchmarks only.
 
 It builds each layer's weight matrix from the window, ``W(t) = sum_k dW(k)``
-with the NcHL update itself (:func:`~nchl.controllers.window_weights`), at
+with the NcHL update itself (:func:`~nchl.core.controllers.window_weights`), at
 ``O(m n p)`` per layer: the definition the low-rank
-:class:`~nchl.controllers.WNcHL` must reproduce. The product never uses it.
+:class:`~nchl.core.controllers.WNcHL` must reproduce. The product never uses it.
 """
 
 from __future__ import annotations

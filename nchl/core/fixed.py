@@ -31,7 +31,7 @@ Clang do for signed values on every target); rounding to nearest would cost a
 constant that Thumb-1 builds in two or three instructions, at every shift.
 Integer sums are exact, so their order does not matter.
 
-The layer is the low-rank form of :class:`nchl.controllers.WNcHL` regrouped for
+The layer is the low-rank form of :class:`nchl.core.controllers.WNcHL` regrouped for
 integers: with ``x`` the input, ``x(k), y(k)`` the window rows and ``K`` the
 filled rows,
 
@@ -392,7 +392,7 @@ class FixedController(Controller):
 class FixedWNcHL(FixedController):
     """Weightless NcHL in integer arithmetic; the generated fixed-point C computes the same integers.
 
-    State: ``acts``, the int16 ring buffer of :class:`~nchl.controllers.WNcHL`, with ``pos`` and
+    State: ``acts``, the int16 ring buffer of :class:`~nchl.core.controllers.WNcHL`, with ``pos`` and
     ``count``, and ``colsum``, every neuron's activations summed over the window (int32, updated when
     a row is written), which the step would otherwise sum again for every layer."""
 

@@ -10,7 +10,7 @@ the action; then every layer is updated from the activations of this step
 
 Every float32 operation happens in one fixed order, the order of the generated
 C loops: element-wise updates one rounding per operation, sums in index order
-and a shared rational tanh (:mod:`nchl.activation`). The float32 reference and
+and a shared rational tanh (:mod:`nchl.core.activation`). The float32 reference and
 the generated C are therefore bit-identical, step after step.
 """
 
@@ -53,7 +53,7 @@ def check_genome(spec: Spec, genome: object, dtype: np.dtype) -> np.ndarray:
 
 
 def split_blocks(genome: np.ndarray, spec: Spec) -> dict[str, np.ndarray]:
-    """The genome's named blocks (views), in the layout of :mod:`nchl.spec`."""
+    """The genome's named blocks (views), in the layout of :mod:`nchl.core.spec`."""
     out, k = {}, 0
     for name, n in spec.blocks:
         out[name] = genome[k:k + n]
@@ -291,7 +291,7 @@ class WNcHL(Controller):
     ``s_eta = eta . x``, ``s_1 = sum x``, ``d_eta = (eta D) . x``, ``d_1 = D . x``
     and ``K`` the filled window: about ``4 m n + 2 m p`` multiply-adds per layer
     instead of the ``m n p`` of building ``W``. Every sum runs in the order of
-    the generated C loops (:func:`~nchl.activation.seq_sum`).
+    the generated C loops (:func:`~nchl.core.activation.seq_sum`).
     """
 
     rule = "wnchl"

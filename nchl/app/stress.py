@@ -2,7 +2,7 @@
 
 Every condition runs on the same episode seeds as the intact controller, so ``retained`` (the
 condition's mean distance over the intact mean) compares like with like. Each episode also gives
-the controller's saturated share and dominant actuation frequency (:mod:`nchl.behaviour`), and
+the controller's saturated share and dominant actuation frequency (:mod:`nchl.app.behaviour`), and
 for a condition with an onset (an event in the middle of the episode) the forward velocity over
 time, to see whether and how fast the controller recovers. A damage condition is also split by the
 part it struck in each episode (which motor, which foot), since that can decide more than the
@@ -22,11 +22,13 @@ from nchl_sim import get_task, rollout
 from nchl_sim.perturb import CATALOGUE, Condition, check_applicable, condition, struck_parts
 
 from .behaviour import descriptors
-from .errors import NchlError
+from ..core.errors import NchlError
 from .evolution import evaluation_controller, worker_env
 from .seeds import evaluation_seeds, held_out
-from .spec import Spec
+from ..core.spec import Spec
 from .workers import WorkerPool
+
+STRESS = "stress.json"   # a campaign cell's stress table
 
 
 def parse_conditions(items: Sequence[str], task: str, strengths: Sequence[float] | None = None,
@@ -135,7 +137,7 @@ def run_stress(spec: Spec, genome: np.ndarray, task: str, conditions: list[Condi
     track = any(c.onset for c in conditions)  # forward velocity over time, for events (and intact beside them)
     jobs = [(task, spec, genome, s, setting, backend, track) for setting in settings for s in seeds]
     log(f"stress: {len(settings)} settings x {episodes} episodes on {min(workers, len(jobs))} workers")
-    with WorkerPool("nchl.stress:stress_episode", min(workers, len(jobs)), log=log) as pool:
+    with WorkerPool("nchl.app.stress:stress_episode", min(workers, len(jobs)), log=log) as pool:
         results = pool.map(jobs)
     failed = [r for r in results if not r.ok]
     if failed:
@@ -157,8 +159,6 @@ def run_stress(spec: Spec, genome: np.ndarray, task: str, conditions: list[Condi
 
 def read_table(cell: str | Path) -> dict:
     """The stress table a campaign stored for a champion (``CELL/stress.json``, archived or not)."""
-    from .campaign import STRESS
-
     path = Path(cell) / STRESS
     try:
         report = json.loads(path.read_text())

@@ -19,10 +19,10 @@ from typing import Callable
 
 import numpy as np
 
-from .errors import NchlError
+from ..core.errors import NchlError
 from .evolution import EvolveConfig, Run, evaluation_controller, fixed_obs_range
-from .genome import Genome
-from .spec import Spec
+from ..core.genome import Genome
+from ..core.spec import Spec
 
 FLOAT_BOARD = "mps2-an386"   # Cortex-M4 with FPU (QEMU), built for the Cortex-M4F
 FIXED_BOARD = "microbit"     # Cortex-M0, no FPU: integer C
@@ -101,7 +101,7 @@ def run_pipeline(out: str | Path, task: str = "ant", generations: int = 60, pops
                  log: Callable[[str], None] = print) -> dict:
     """The demonstration run on ``task`` and the deployment of its best genome, then the deployable
     path of the zoo ``champion`` (``None`` to skip)."""
-    from . import zoo
+    from ..core import zoo
 
     out = Path(out)
     run_dir = out / "evolution"

@@ -16,10 +16,10 @@ from typing import Callable
 
 from nchl_sim import task_for_genome
 
-from .errors import NchlError
+from ..core.errors import NchlError
 from .evolution import evaluate_genome, read_log
-from .genome import Genome
-from .zoo import HERE
+from ..core.genome import Genome
+from ..core.zoo import HERE
 
 _NAME = re.compile(r"^[a-z0-9][a-z0-9-]*$")
 _LOG_KEYS = ("generation", "best", "mean", "best_ever", "validation_mean", "validation_std", "validation_of")
