@@ -8,7 +8,7 @@ from nchl.app.evolution import EvolveConfig, Run
 
 DETERMINISTIC = ("generation", "best", "mean", "std", "best_ever", "validation_mean", "validation_std",
                  "validation_of", "best_validation", "sigma", "evaluations", "env_steps", "failures")
-SMALL = dict(task="vsr-low", layers=(12, 4, 10), generations=3, popsize=6, workers=1, validation_episodes=2)
+SMALL = dict(task="vsr-low", layers=(12, 4, 10), generations=3, popsize=4, workers=1, validation_episodes=1)
 
 
 def log_of(run_dir):

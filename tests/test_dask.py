@@ -17,6 +17,7 @@ from nchl.app.evolution import EvolveConfig, Run  # noqa: E402
 
 SMALL = dict(task="vsr-low", layers=(12, 4, 10), popsize=4, workers=1, seed=3, validation_every=2,
              validation_episodes=1)  # validation runs on the cluster too, at a test's cost
+GENERATIONS = 4  # validated at generations 2 and 4
 KEYS = ("generation", "best", "mean", "std", "best_ever", "sigma", "evaluations", "env_steps", "failures")
 
 
@@ -36,22 +37,24 @@ def evolve(run_dir, generations, **extra):
     return run_log(run_dir)
 
 
-def test_dask_run_matches_local_run(tmp_path, dask_cluster):
+@pytest.fixture(scope="module")
+def local_log(tmp_path_factory):
+    """The run on the local pool that both cluster runs must repeat."""
+    return evolve(tmp_path_factory.mktemp("local") / "run", GENERATIONS)
+
+
+def test_dask_run_matches_local_run(tmp_path, dask_cluster, local_log):
     address, _ = dask_cluster
-    local = evolve(tmp_path / "local", 3)
-    on_cluster = evolve(tmp_path / "dask", 3, scheduler=address)
-    assert on_cluster == local
+    assert evolve(tmp_path / "dask", GENERATIONS, scheduler=address) == local_log
 
 
-def test_dask_worker_killed_mid_run_changes_nothing(tmp_path, dask_cluster):
+def test_dask_worker_killed_mid_run_changes_nothing(tmp_path, dask_cluster, local_log):
     address, workers = dask_cluster
-    generations = 5
-    local = evolve(tmp_path / "local", generations)
     result = {}
 
     def target():
         try:
-            result["log"] = evolve(tmp_path / "dask", generations, scheduler=address)
+            result["log"] = evolve(tmp_path / "dask", GENERATIONS, scheduler=address)
         except BaseException as e:  # reported below
             result["error"] = e
 
@@ -64,8 +67,8 @@ def test_dask_worker_killed_mid_run_changes_nothing(tmp_path, dask_cluster):
     workers[0].kill()
     workers[0].wait(timeout=10)
     done_at_kill = len(log.read_text().splitlines())
-    assert 2 <= done_at_kill < generations, "the worker must die mid-run"
+    assert 2 <= done_at_kill < GENERATIONS, "the worker must die mid-run"
     thread.join(timeout=300)
     assert not thread.is_alive(), "the run did not finish after losing a worker"
     assert "error" not in result, result.get("error")
-    assert result["log"] == local
+    assert result["log"] == local_log

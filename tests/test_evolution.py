@@ -1,6 +1,7 @@
 """Evolution: small end-to-end runs, determinism, resume, faults, validation, config errors, optimizers."""
 
 import json
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -15,13 +16,13 @@ from nchl.app.workers import Outcome
 
 
 @pytest.mark.parametrize("rule, extra", [("hl", {}), ("nchl", {}), ("wnchl", {"window": 5}), ("static", {})])
-def test_small_run_per_rule(tmp_path, rule, extra):
-    run_dir, logs = evolve(tmp_path, rule, rule=rule, **extra)
+def test_small_run_per_rule(tmp_path, small_run, rule, extra):
+    run_dir, logs = small_run if rule == "nchl" else evolve(tmp_path, rule, rule=rule, **extra)  # SMALL is NcHL
     log = log_of(run_dir)
     assert [e["generation"] for e in log] == [1, 2, 3]
-    assert all(e["evaluations"] == 6 * e["generation"] for e in log)
+    assert all(e["evaluations"] == SMALL["popsize"] * e["generation"] for e in log)
     assert log[-1]["best_ever"] == max(e["best"] for e in log)
-    # validated at the last generation only (every 5 by default): top 3 and the ES mean on 2 episodes
+    # validated at the last generation only (every 5 by default): top 3 and the ES mean
     assert [e["validation_mean"] is None for e in log] == [True, True, False]
     assert log[-1]["validation_of"] in ("rank 1", "rank 2", "rank 3", "mean")
     best = Genome.load(run_dir / "best.npz")
@@ -35,11 +36,11 @@ def test_small_run_per_rule(tmp_path, rule, extra):
     assert any("gen    3/3" in m and "ETA" in m for m in logs)
 
 
-def test_same_seed_same_log_regardless_of_workers_and_backend(tmp_path):
-    a, _ = evolve(tmp_path, "a", seed=7)
-    b, _ = evolve(tmp_path, "b", seed=7, workers=2)
-    p, _ = evolve(tmp_path, "p", seed=7, backend="python")  # the reference gives the very same fitness
-    c, _ = evolve(tmp_path, "c", seed=8, generations=1, validation_episodes=0)
+def test_same_seed_same_log_regardless_of_workers_and_backend(tmp_path, small_run):
+    a, _ = small_run  # seed 0, one worker, the generated C
+    b, _ = evolve(tmp_path, "b", workers=2)
+    p, _ = evolve(tmp_path, "p", backend="python")  # the reference gives the very same fitness
+    c, _ = evolve(tmp_path, "c", seed=1, generations=1, validation_episodes=0)
     assert log_of(a) == log_of(b) == log_of(p)
     assert log_of(a)[0]["best"] != log_of(c)[0]["best"]  # another seed, other candidates
     np.testing.assert_array_equal(Genome.load(a / "best.npz").values, Genome.load(b / "best.npz").values)
@@ -47,7 +48,8 @@ def test_same_seed_same_log_regardless_of_workers_and_backend(tmp_path):
 
 @pytest.mark.parametrize("optimizer", ["cma", "openai-es"])
 def test_resume_equals_uninterrupted(tmp_path, optimizer):
-    ant = dict(optimizer=optimizer, task="ant", layers=(27, 3, 8), episodes=2, validation_every=1, validation_top=1)
+    ant = dict(optimizer=optimizer, task="ant", layers=(27, 3, 8), popsize=6, episodes=2, validation_every=1,
+               validation_top=1)
     full, _ = evolve(tmp_path, "full", generations=4, **ant)
     part, _ = evolve(tmp_path, "part", generations=2, **ant)
     # a crash after the log line of generation 3 but before its checkpoint
@@ -59,8 +61,8 @@ def test_resume_equals_uninterrupted(tmp_path, optimizer):
 
 
 @pytest.mark.parametrize("evaluator", ["faults:raise_first_attempt", "faults:die_first_attempt"])
-def test_faults_are_retried_and_change_nothing(tmp_path, evaluator):
-    clean, _ = evolve(tmp_path, "clean", workers=2)
+def test_faults_are_retried_and_change_nothing(tmp_path, small_run, evaluator):
+    clean, _ = small_run
     faulty, logs = evolve(tmp_path, "faulty", workers=2, evaluator=evaluator)
     assert any("failed (attempt 1)" in m for m in logs)
     assert log_of(faulty) == log_of(clean)
@@ -73,8 +75,8 @@ def test_permanent_failures_score_worst_and_the_run_goes_on(tmp_path):
     assert any("failed (attempt 2)" in m and "injected permanent fault" in m for m in logs)
 
 
-def test_corrupt_checkpoint_is_a_clear_error(tmp_path):
-    run_dir, _ = evolve(tmp_path, "c", generations=1)
+def test_corrupt_checkpoint_is_a_clear_error(tmp_path, small_run):
+    run_dir = shutil.copytree(small_run[0], tmp_path / "c")
     data = bytearray((run_dir / CHECKPOINT).read_bytes())
     data[-10] ^= 0xFF
     (run_dir / CHECKPOINT).write_bytes(bytes(data))
@@ -100,12 +102,12 @@ def test_config_validation(settings, match):
         EvolveConfig.from_mapping({**SMALL, **settings}, "x.toml")
 
 
-def test_layers_must_fit_the_task_and_out_must_be_new(tmp_path):
+def test_layers_must_fit_the_task_and_out_must_be_new(tmp_path, small_run):
     with pytest.raises(NchlError, match="do not fit task"):
         Run(tmp_path / "x", EvolveConfig.from_mapping({**SMALL, "layers": (5, 3, 10)}))
     with pytest.raises(NchlError, match="unknown task"):
         Run(tmp_path / "y", EvolveConfig.from_mapping({**SMALL, "task": "walker"}))
-    run_dir, _ = evolve(tmp_path, "z", generations=1)
+    run_dir = shutil.copytree(small_run[0], tmp_path / "z")
     with pytest.raises(NchlError, match="already holds a run"):
         Run(run_dir, EvolveConfig.from_mapping(SMALL))
 

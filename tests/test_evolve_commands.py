@@ -25,7 +25,7 @@ def nchl_champion(tmp_path_factory):
 
 def test_toml_config_and_cli_errors(tmp_path):
     (tmp_path / "ok.toml").write_text('task = "vsr-low"\nlayers = [12, 4, 10]\ngenerations = 1\npopsize = 4\n'
-                                      'workers = 1\nout = "run"\n')
+                                      'validation_episodes = 1\nworkers = 1\nout = "run"\n')
     r = nchl_cmd("evolve", "--config", "ok.toml", "--seed", "3", cwd=tmp_path)
     assert r.returncode == 0, r.stderr
     assert json.loads((tmp_path / "run" / "config.json").read_text())["settings"]["seed"] == 3
@@ -41,7 +41,8 @@ def test_toml_config_and_cli_errors(tmp_path):
 
 def test_ctrl_c_checkpoints_and_resumes(tmp_path):
     p = subprocess.Popen([sys.executable, "-m", "nchl.app.cli", "evolve", "--task", "vsr-low", "--layers", "12,4,10",
-                          "--popsize", "4", "--generations", "1000", "--workers", "1", "--out", "run"],
+                          "--popsize", "4", "--generations", "1000", "--validation-episodes", "1", "--workers", "1",
+                          "--out", "run"],
                          cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                          # as from a terminal: CI may start us with SIGINT ignored, and children inherit that
                          preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
@@ -114,9 +115,8 @@ def test_ctrl_c_while_a_generation_is_saved_keeps_that_generation(tmp_path, monk
     assert len(log_of(tmp_path / "r")) == 2
 
 
-def test_evaluate_json_trace_and_redeploy(tmp_path):
-    run_dir, _ = evolve(tmp_path, "e", generations=1)
-    r = nchl_cmd("evaluate", str(run_dir / "best.npz"), "--episodes", "3", "--json", "--trace", "t.npz",
+def test_evaluate_json_trace_and_redeploy(tmp_path, nchl_champion):
+    r = nchl_cmd("evaluate", str(nchl_champion), "--episodes", "3", "--json", "--trace", "t.npz",
                  "--workers", "1", cwd=tmp_path)
     assert r.returncode == 0, r.stderr
     stats = json.loads(r.stdout)
@@ -127,7 +127,7 @@ def test_evaluate_json_trace_and_redeploy(tmp_path):
     assert stats["median"] == pytest.approx(np.median(f)) and stats["forward_fraction"] == pytest.approx((f > 0).mean())
     with np.load(tmp_path / "t.npz") as t:
         assert t["obs"].shape == (1000, 12) and t["actions"].shape == (1000, 10)
-    r = nchl_cmd("evaluate", str(run_dir / "best.npz"), "--episodes", "2", "--rule", "wnchl", "--window", "5",
+    r = nchl_cmd("evaluate", str(nchl_champion), "--episodes", "2", "--rule", "wnchl", "--window", "5",
                  "--json", "--workers", "1", cwd=tmp_path)
     assert r.returncode == 0, r.stderr
     assert json.loads(r.stdout)["window"] == 5
