@@ -56,13 +56,12 @@ def _environment() -> jinja2.Environment:
                               keep_trailing_newline=True, undefined=jinja2.StrictUndefined)
 
 
-def context(spec: Spec, genome: np.ndarray, prefix: str, runtime_params: bool = False) -> dict:
-    """Everything the templates need, computed once in Python.
+def context(spec: Spec, values: np.ndarray, prefix: str, runtime_params: bool = False) -> dict:
+    """Everything the templates need, computed once in Python, for a genome ``check_genome`` passed.
 
     ``runtime_params`` makes a host build for evaluation: the genome is an argument of
     ``<prefix>_step`` instead of a flash constant, so one build serves every genome
     of a spec (evolution) with the same float operations."""
-    values = check_genome(spec, genome, np.dtype(np.float64))
     t = spec.topology
     fp = footprint(spec)
     off, offsets = 0, []
@@ -89,9 +88,10 @@ def context(spec: Spec, genome: np.ndarray, prefix: str, runtime_params: bool = 
     }
 
 
-def fixed_context(spec: Spec, genome: np.ndarray, prefix: str, obs_range: float) -> dict:
-    """What the fixed-point templates need: the plan of :func:`nchl.core.fixed.plan` and the sizes."""
-    p = fixed.plan(spec, genome, obs_range)
+def fixed_context(spec: Spec, values: np.ndarray, prefix: str, obs_range: float) -> dict:
+    """What the fixed-point templates need, for a genome ``check_genome`` passed: the plan of
+    :func:`nchl.core.fixed.plan` and the sizes."""
+    p = fixed.plan_checked(spec, values.astype(np.float32).astype(np.float64), obs_range)
     t = spec.topology
     layer_plans = []
     w_at = np.cumsum([0] + [n * q for n, q in t.shapes])
@@ -101,7 +101,7 @@ def fixed_context(spec: Spec, genome: np.ndarray, prefix: str, obs_range: float)
         "prefix": check_prefix(prefix), "P": prefix.upper(), "version": __version__, "rule": spec.rule,
         "window": spec.window, "layers": list(t.layers), "neurons": t.neurons, "max_width": t.max_width,
         "synapses": t.synapses,
-        "freeze_after": spec.freeze_after, "sha256": genome_sha256(check_genome(spec, genome, np.dtype(np.float64))),
+        "freeze_after": spec.freeze_after, "sha256": genome_sha256(values),
         "formats": p.describe(), "q_act": fixed.Q_ACT, "one": fixed.ONE, "obs_max": p.obs_max,
         "obs_range": f"{p.obs_max / fixed.ONE:g} in real units", "params_bytes": p.params_bytes,
         "state_bytes": p.state_bytes, "work_bytes": p.work_bytes, "layer_plans": layer_plans,
@@ -127,15 +127,22 @@ def check_numeric(numeric: str) -> str:
 def generate(spec: Spec, genome: np.ndarray, prefix: str, runtime_params: bool = False, numeric: str = "float",
              obs_range: float = fixed.DEFAULT_OBS_RANGE) -> dict[str, str]:
     """The generated files, by name (``numeric="fixed"``: integer-only, observations within ``obs_range``)."""
+    return generate_checked(spec, check_genome(spec, genome, np.dtype(np.float64)), prefix, runtime_params, numeric,
+                            obs_range)
+
+
+def generate_checked(spec: Spec, values: np.ndarray, prefix: str, runtime_params: bool = False,
+                     numeric: str = "float", obs_range: float = fixed.DEFAULT_OBS_RANGE) -> dict[str, str]:
+    """:func:`generate` for a genome ``check_genome`` passed (a controller's own): one validation per call."""
     env = _environment()
     if check_numeric(numeric) == "fixed":
         if runtime_params:
             raise NchlError("the fixed-point controller compiles its constants in: no runtime parameters")
-        ctx = fixed_context(spec, genome, prefix, obs_range)
+        ctx = fixed_context(spec, values, prefix, obs_range)
         source = "controller_fixed_nchl.c.j2" if spec.rule == "nchl" else "controller_fixed.c.j2"
         return {f"{prefix}.h": env.get_template("controller_fixed.h.j2").render(ctx),
                 f"{prefix}.c": env.get_template(source).render(ctx)}
-    ctx = context(spec, genome, prefix, runtime_params)
+    ctx = context(spec, values, prefix, runtime_params)
     return {f"{prefix}.h": env.get_template("controller.h.j2").render(ctx),
             f"{prefix}.c": env.get_template("controller.c.j2").render(ctx)}
 

@@ -20,13 +20,13 @@ from typing import Any
 
 import numpy as np
 
-from nchl.core.controllers import Controller
+from nchl.core.controllers import Controller, check_genome
 from nchl.core.errors import NchlError, NonFiniteObservation
 from nchl.core.fixed import DEFAULT_OBS_RANGE, ONE, FixedController, ObservationOutOfRange
 from nchl.core.prng import check_seed
 from nchl.core.spec import Spec
 
-from . import cdef, generate
+from . import cdef, generate_checked
 
 CFLAGS = ("-std=c99", "-O2", "-ffp-contract=off", "-fno-fast-math")
 
@@ -57,10 +57,19 @@ def build(spec: Spec, genome: np.ndarray | None, prefix: str = "nchl_ctrl", nume
     With ``genome=None`` the build takes the genome at run time (``<prefix>_step(params, ...)``):
     one compilation per spec, for evaluating many genomes. ``numeric="fixed"``: the integer-only
     controller for observations within ``obs_range``."""
+    values = None if genome is None else check_genome(spec, genome, np.dtype(np.float64))
+    return build_checked(spec, values, prefix, numeric, obs_range)
+
+
+def build_checked(spec: Spec, values: np.ndarray | None, prefix: str = "nchl_ctrl", numeric: str = "float",
+                  obs_range: float = DEFAULT_OBS_RANGE) -> Any:
+    """:func:`build` for a genome ``check_genome`` passed (a controller's own): one validation per call."""
     from cffi import FFI
 
-    runtime = genome is None
-    files = generate(spec, np.zeros(spec.genome_length) if runtime else genome, prefix, runtime, numeric, obs_range)
+    runtime = values is None
+    values = None if runtime else np.asarray(values, dtype=np.float64)   # float32 genomes: the same values
+    files = generate_checked(spec, np.zeros(spec.genome_length) if runtime else values, prefix, runtime, numeric,
+                             obs_range)
     declarations = cdef(spec, prefix, runtime, numeric)
     h = hashlib.sha256()
     for part in (*sorted(files.items()), ("cdef", declarations), ("flags", " ".join(CFLAGS))):
@@ -131,10 +140,10 @@ class CController(_StateViews, Controller):
         if self.runtime_params:
             key = (self.spec, self.prefix)
             if key not in _RUNTIME_MODULES:
-                _RUNTIME_MODULES[key] = build(self.spec, None, self.prefix)
+                _RUNTIME_MODULES[key] = build_checked(self.spec, None, self.prefix)
             module = _RUNTIME_MODULES[key]
         else:
-            module = build(self.spec, self.genome, self.prefix)
+            module = build_checked(self.spec, self.genome, self.prefix)
         ffi, lib = module.ffi, module.lib
         self._init = getattr(lib, f"{self.prefix}_init")
         step = getattr(lib, f"{self.prefix}_step")
@@ -197,7 +206,8 @@ class FixedCController(_StateViews, FixedController):
         super().__init__(spec, genome, obs_range)
 
     def _unpack(self, blocks: dict[str, np.ndarray]) -> None:
-        module = build(self.spec, self.genome, self.prefix, "fixed", self._obs_range)
+        super()._unpack(blocks)
+        module = build_checked(self.spec, self.genome, self.prefix, "fixed", self._obs_range)
         ffi, lib = module.ffi, module.lib
         self._init = getattr(lib, f"{self.prefix}_init")
         self._step = getattr(lib, f"{self.prefix}_step")

@@ -199,8 +199,7 @@ class Plan:
 
 
 def _parameter_vectors(spec: Spec, genome: np.ndarray) -> dict[str, np.ndarray]:
-    g = check_genome(spec, genome, np.dtype(np.float32)).astype(np.float64)
-    b = split_blocks(g, spec)
+    b = split_blocks(genome, spec)
     t = spec.topology
     n0 = t.n_in
     beta = np.concatenate([np.zeros(n0), b["B"]])           # B per neuron, zero on inputs
@@ -209,10 +208,20 @@ def _parameter_vectors(spec: Spec, genome: np.ndarray) -> dict[str, np.ndarray]:
             "EA": b["eta"] * alpha, "EC": b["eta"] * b["C"], "ED": b["eta"] * b["D"], "CE": b["C"] * b["eta"]}
 
 
-def plan(spec: Spec, genome: object, obs_range: float = DEFAULT_OBS_RANGE) -> "Plan | NcHLPlan":
-    """Formats and shifts of the integer controller for this genome, observations within ``+-obs_range``."""
+def check_supported(spec: Spec) -> None:
     if spec.rule not in SUPPORTED:
         raise NchlError(f"--numeric fixed supports rules {', '.join(SUPPORTED)}, not {spec.rule!r}")
+
+
+def plan(spec: Spec, genome: object, obs_range: float = DEFAULT_OBS_RANGE) -> "Plan | NcHLPlan":
+    """Formats and shifts of the integer controller for this genome, observations within ``+-obs_range``."""
+    return plan_checked(spec, check_genome(spec, genome, np.dtype(np.float32)).astype(np.float64), obs_range)
+
+
+def plan_checked(spec: Spec, genome: np.ndarray, obs_range: float = DEFAULT_OBS_RANGE) -> "Plan | NcHLPlan":
+    """:func:`plan` of a genome :func:`~nchl.core.controllers.check_genome` has passed, as float32
+    values (the controller's own): callers that hold one validate it once, not once per stage."""
+    check_supported(spec)
     if not (isinstance(obs_range, (int, float)) and 0 < obs_range):
         raise NchlError(f"observation range must be a number > 0, got {obs_range!r}")
     obs_max = min(INT16_MAX, int(round(obs_range * ONE)))
@@ -362,11 +371,12 @@ class FixedController(Controller):
     :func:`quantize_observation`, actions divided by 4096)."""
 
     def __init__(self, spec: Spec, genome: object, obs_range: float = DEFAULT_OBS_RANGE) -> None:
-        self.plan = plan(spec, genome, obs_range)
-        super().__init__(spec, genome, np.float32)
+        check_supported(spec)
+        self._obs_range = obs_range
+        super().__init__(spec, genome, np.float32)   # checks the genome, then _unpack
 
     def _unpack(self, blocks: dict[str, np.ndarray]) -> None:
-        pass  # the plan holds the integer constants
+        self.plan = plan_checked(self.spec, self.genome.astype(np.float64), self._obs_range)  # the integer constants
 
     def step(self, obs: object) -> np.ndarray:
         x = self._observe(obs)
@@ -553,8 +563,7 @@ def _plan_nchl(spec: Spec, genome: np.ndarray, obs_max: int) -> NcHLPlan:
     if spec.init_range > 0:
         raise NchlError(f"fixed-point NcHL starts from zero weights; this spec draws them in +-{spec.init_range}")
     w_range = DEFAULT_WEIGHT_RANGE if spec.clip is None else float(spec.clip)
-    g = check_genome(spec, genome, np.dtype(np.float32)).astype(np.float64)
-    b = split_blocks(g, spec)
+    b = split_blocks(genome, spec)
     ints, formats = {}, {}
     for name in ("A", "B", "C", "D"):
         ints[name], formats[name] = quantize_vector(b[name])
