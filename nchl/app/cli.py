@@ -749,6 +749,14 @@ def build_parser() -> argparse.ArgumentParser:
     q.add_argument("--champion", default="ant-robust", metavar="NAME",
                    help="zoo champion deployed after the demonstration run (default ant-robust; 'none' to skip)")
     q.set_defaults(func=cmd_pipeline)
+
+    # issue 39: firmware projects and processor-in-the-loop runs (flags in their own modules)
+    from . import firmware_cmd
+
+    q = sub.add_parser("firmware", help="a complete firmware project for a board (timer loop, HAL, scaling, "
+                                        "safety): `make -C DIR` builds it")
+    firmware_cmd.add_firmware_arguments(q)
+    q.set_defaults(func=firmware_cmd.run)
     return p
 
 
