@@ -746,17 +746,21 @@ def build_parser() -> argparse.ArgumentParser:
     q.add_argument("--window", type=int, default=10, help="WNcHL window of the weightless deployment")
     q.add_argument("--seed", type=int, default=0)
     q.add_argument("--workers", type=int, default=2)
-    q.add_argument("--champion", default="ant-robust", metavar="NAME",
-                   help="zoo champion deployed after the demonstration run (default ant-robust; 'none' to skip)")
+    q.add_argument("--champion", default="quadruped-robust", metavar="NAME",
+                   help="zoo champion deployed after the demonstration run (default quadruped-robust; 'none' to skip)")
     q.set_defaults(func=cmd_pipeline)
 
     # issue 39: firmware projects and processor-in-the-loop runs (flags in their own modules)
-    from . import firmware_cmd
+    from . import firmware_cmd, pil
 
     q = sub.add_parser("firmware", help="a complete firmware project for a board (timer loop, HAL, scaling, "
                                         "safety): `make -C DIR` builds it")
     firmware_cmd.add_firmware_arguments(q)
     q.set_defaults(func=firmware_cmd.run)
+    q = sub.add_parser("pil", help="processor in the loop: physics on the host, the firmware on the emulated "
+                                   "board (or host), compared with the Python reference at every step")
+    pil.add_arguments(q)
+    q.set_defaults(func=pil.run)
     return p
 
 
