@@ -97,7 +97,7 @@ def _stress_line(record: dict) -> str:
 
 
 def run_pipeline(out: str | Path, task: str = "ant", generations: int = 60, popsize: int = 32, window: int = 10,
-                 seed: int = 0, workers: int = 2, champion: str | None = "ant-robust",
+                 seed: int = 0, workers: int = 2, champion: str | None = "quadruped-robust",
                  log: Callable[[str], None] = print) -> dict:
     """The demonstration run on ``task`` and the deployment of its best genome, then the deployable
     path of the zoo ``champion`` (``None`` to skip)."""
@@ -138,7 +138,8 @@ def run_pipeline(out: str | Path, task: str = "ant", generations: int = 60, pops
               f"{100 * e['forward_fraction']:.0f}%\n{_stress_line(record)}")
         _table(f"its median episode (seed {typical}) as float C on the Cortex-M4F and integer C on the micro:bit's "
                f"Cortex-M0 (fixed point keeps {100 * fixed['fitness_c'] / c['variants'][0]['fitness_python']:.0f}% "
-               f"of the float distance; max action distance {fixed['float_max_abs_error']:.3g})", c["variants"])
+               f"of the float distance; its actions differ from the float ones by at most "
+               f"{fixed['float_max_abs_error']:.3g})", c["variants"])
     print(f"(one full-length episode each, task termination off; demonstration seed {seed}; |C-py| = max abs "
           f"action error of the C through cffi (host) and on the emulated chip (QEMU {FLOAT_BOARD} for the "
           f"Cortex-M4F, {FIXED_BOARD} for the Cortex-M0): 0 = bit-exact; flash/RAM/stack of a minimal firmware; "
