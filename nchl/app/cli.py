@@ -746,8 +746,8 @@ def build_parser() -> argparse.ArgumentParser:
     q.add_argument("--window", type=int, default=10, help="WNcHL window of the weightless deployment")
     q.add_argument("--seed", type=int, default=0)
     q.add_argument("--workers", type=int, default=2)
-    q.add_argument("--champion", default="ant-robust", metavar="NAME",
-                   help="zoo champion deployed after the demonstration run (default ant-robust; 'none' to skip)")
+    q.add_argument("--champion", default="quadruped-robust", metavar="NAME",
+                   help="zoo champion deployed after the demonstration run (default quadruped-robust; 'none' to skip)")
     q.set_defaults(func=cmd_pipeline)
 
     # issue 39: firmware projects and processor-in-the-loop runs (flags in their own modules)
