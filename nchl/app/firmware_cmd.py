@@ -213,10 +213,10 @@ def image_size(elf: Path, board: BoardInfo) -> dict:
 
 def prepare(args: argparse.Namespace, out: Path, lockstep: bool = False) -> dict:
     """Genome -> project in ``out`` (built): what ``nchl firmware`` and ``nchl pil`` share."""
-    from .cli import _genome_task
+    from .commands.args import genome_task
     from .evolution import fixed_obs_range
 
-    genome, spec, task = _genome_task(args)
+    genome, spec, task = genome_task(args)
     board = app_board(args.board)
     obs_range = fixed_obs_range(task.name)
     config = app_config(task, args.numeric, obs_range, rate_limit_us=getattr(args, "rate_limit", None))
@@ -230,14 +230,14 @@ def prepare(args: argparse.Namespace, out: Path, lockstep: bool = False) -> dict
 
 
 def add_arguments(q: argparse.ArgumentParser) -> None:
-    from .cli import _deployment_args, _numeric_arg
+    from .commands.args import add_deployment_args, add_numeric_arg
 
     q.add_argument("genome", help="genome file (.npz) or zoo:NAME")
     q.add_argument("--board", required=True, help=", ".join(f"{n} ({b.description.split(':')[0]})"
                                                           for n, b in APP_BOARDS.items()))
     q.add_argument("--task", help="default: the genome's task")
-    _deployment_args(q)
-    _numeric_arg(q)
+    add_deployment_args(q)
+    add_numeric_arg(q)
     q.add_argument("--prefix", default="nchl_ctrl", help="C symbol prefix of the controller (default nchl_ctrl)")
     q.add_argument("--rate-limit", dest="rate_limit", type=float, metavar="US",
                    help="largest pulse-width change per control period in us (default: the whole span, as evolved)")

@@ -1,0 +1,1 @@
+"""One module per group of commands, each with its arguments beside the code that runs them."""
