@@ -84,8 +84,9 @@ def _episode(link, env, config, controller_fn, seed: int, steps: int, inj: Injec
             raise NchlError(f"the firmware did not announce its boot (sent {boot['type']})")
     fixed = config.numeric == "fixed"
     pmin, pmax = twin.pmin, twin.pmax
+    safe = twin.pulses() if twin.rate >= (2 * 4096 if fixed else 2.0) else None   # no rate limit: reached at once
     out = {"seed": seed, "mismatches": 0, "first_mismatch": None, "max_abs_action_error": 0.0, "bad_commands": 0,
-           "busy": [], "ctrl": [], "events": []}
+           "off_safe_pose": 0 if safe is not None else None, "busy": [], "ctrl": [], "events": []}
     frozen, missed, last = None, False, (0, 0)
     steps_done, reason = 0, "time_limit"
     for t in range(steps):
@@ -128,6 +129,8 @@ def _episode(link, env, config, controller_fn, seed: int, steps: int, inj: Injec
             missed = bool(flags & 2)
         bad = (pulses < pmin) | (pulses > pmax)
         out["bad_commands"] += int(bad.sum())
+        if safe is not None and state != 0 and not np.array_equal(pulses, safe):
+            out["off_safe_pose"] += 1
         if (state, faults) != last:
             out["events"].append({"step": t, "state": ["run", "safe", "stopped"][state], "faults": fault_names(faults)})
             last = (state, faults)
