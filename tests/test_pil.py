@@ -64,3 +64,15 @@ def test_fault_safe_pose_latched_then_recovered(capsys, fault, latch, name):
     assert r["faults"] == [e["events"]]
     assert r["bad_commands"] == 0 and e["off_safe_pose"] == 0   # every command finite, in range; safe pose held
     assert r["bit_exact"]                                       # the Python model predicted every step
+
+
+@pytest.mark.slow
+def test_stress_takes_the_boards_compute_time_as_latency(capsys):
+    """nchl stress --board: the measured step plus the stated sensor delay, in whole sub-steps, acts in
+    every setting; a latency condition adds to it."""
+    code = main(["stress", "zoo:ant-robust", "--board", "host", "--conditions", "latency=2", "--episodes", "1",
+                 "--workers", "1", "--json"])
+    r = json.loads(capsys.readouterr().out)
+    b = r["board_latency"]
+    assert code == 0 and b["latency_substeps"] == 1 and b["compute_s"] + b["bus_delay_s"] <= b["substep_s"]
+    assert r["conditions"][0]["name"] == "latency" and r["conditions"][0]["strength"] == 2

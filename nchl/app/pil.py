@@ -227,6 +227,26 @@ def _cycles(ticks: list[int], board) -> list[float]:
     return [t * 1e9 / board.clock_hz / 2 ** ICOUNT_SHIFT for t in ticks]
 
 
+BUS_DELAY_S = 0.5e-3   # reading an MPU-6050's 14 data bytes over 400 kHz I2C (~0.4 ms), rounded up
+LATENCY_STEPS = 50     # control steps of the PIL run that measures a step
+
+
+def board_latency(args: argparse.Namespace, task) -> tuple[int, dict]:
+    """Physics sub-steps of delay that one control step costs on ``args.board`` at ``args.clock_mhz``:
+    the worst step of a short PIL run plus :data:`BUS_DELAY_S`, rounded up to whole sub-steps."""
+    import math
+
+    pil_args = argparse.Namespace(**{**vars(args), "episodes": 1, "steps": LATENCY_STEPS, "fault": None,
+                                     "fault_step": None, "prefix": "nchl_ctrl", "rate_limit": None})
+    r = run_pil(pil_args, log=lambda m: None)
+    substeps, period = task.timing
+    delay = r["time_per_step_s"] + BUS_DELAY_S
+    n = math.ceil(delay / (period / substeps) - 1e-9)
+    return n, {"board": r["board"], "clock_mhz": r["clock_mhz"], "numeric": r["numeric"],
+               "compute_s": r["time_per_step_s"], "bus_delay_s": BUS_DELAY_S, "latency_substeps": n,
+               "substep_s": period / substeps}
+
+
 def add_arguments(q: argparse.ArgumentParser) -> None:
     """``nchl pil``'s flags (the deployment flags shared with ``nchl firmware``)."""
     from .firmware_cmd import add_arguments as deployment

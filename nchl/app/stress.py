@@ -98,7 +98,7 @@ class Trial:
         """The episodes split by the part the damage struck (which motor, which foot), each part's
         ``retained`` against the intact episodes of the same seeds: a mean over random parts hides
         that losing one motor stops a gait and losing another does not."""
-        (c,) = self.conditions
+        c = self.conditions[-1]   # the condition of this row (after any base setting)
         groups: dict[str, list[dict]] = {}
         for e in self.episodes:
             if c.name in e["struck"]:
@@ -128,12 +128,14 @@ def _retained(episodes: list[dict], intact: Trial) -> float | None:
 
 def run_stress(spec: Spec, genome: np.ndarray, task: str, conditions: list[Condition], episodes: int,
                seed: int = 0, workers: int = 2, backend: str = "c",
-               log: Callable[[str], None] = print) -> dict:
-    """Statistics of a genome over ``episodes`` held-out episodes, intact and under each condition."""
+               log: Callable[[str], None] = print, base: tuple[Condition, ...] = ()) -> dict:
+    """Statistics of a genome over ``episodes`` held-out episodes, intact and under each condition.
+    ``base`` acts in every setting, the intact one included (a board's compute time as latency); a
+    condition of the same name adds its strength to it."""
     if isinstance(episodes, bool) or not isinstance(episodes, int) or episodes < 1:
         raise NchlError(f"episodes must be an integer >= 1, got {episodes!r}")
     seeds = evaluation_seeds(seed, episodes)
-    settings = [()] + [(c,) for c in conditions]
+    settings = [base] + [_on_base(base, c) for c in conditions]
     track = any(c.onset for c in conditions)  # forward velocity over time, for events (and intact beside them)
     jobs = [(task, spec, genome, s, setting, backend, track) for setting in settings for s in seeds]
     log(f"stress: {len(settings)} settings x {episodes} episodes on {min(workers, len(jobs))} workers")
@@ -147,14 +149,20 @@ def run_stress(spec: Spec, genome: np.ndarray, task: str, conditions: list[Condi
               for k, setting in enumerate(settings)]
     intact = trials[0].summary(None, dt)
     rows = []
-    for t in trials[1:]:
-        (c,) = t.conditions
+    for t, c in zip(trials[1:], conditions):
         rows.append({"name": c.name, "strength": c.strength, "unit": CATALOGUE[c.name].unit, "onset": c.onset,
                      **t.summary(trials[0], dt)})
     return {"task": task, "rule": spec.rule, "window": spec.window, "freeze_after": spec.freeze_after,
             "episodes": episodes,
             "seeds": [seeds[0], seeds[-1]], "held_out": held_out(seeds), "control_period_s": dt,
             "intact": intact, "conditions": rows}
+
+
+def _on_base(base: tuple[Condition, ...], c: Condition) -> tuple[Condition, ...]:
+    same = [b for b in base if b.name == c.name]
+    if not same:
+        return (*base, c)
+    return (*(b for b in base if b.name != c.name), condition(c.name, c.strength + same[0].strength, c.onset))
 
 
 def read_table(cell: str | Path) -> dict:

@@ -10,7 +10,7 @@ import json
 import sys
 from pathlib import Path
 
-from .args import add_deployment_args, genome_task, strengths_arg
+from .args import add_deployment_args, add_numeric_arg, genome_task, strengths_arg
 
 
 def cmd_stress(args: argparse.Namespace) -> int:
@@ -23,9 +23,19 @@ def cmd_stress(args: argparse.Namespace) -> int:
         genome, spec, task = genome_task(args)
         task_name, episodes = task.name, args.episodes
         conditions = parse_conditions(args.conditions, task.name, args.strengths, args.onset)
+        base, latency = (), None
+        if args.board:   # issue 39: the board's measured compute time as latency in every setting
+            from nchl_sim.perturb import condition
+
+            from ..pil import board_latency
+
+            n, latency = board_latency(args, task)
+            base = (condition("latency", n),) if n else ()
         report = run_stress(spec, genome.values, task.name, conditions, args.episodes, args.seed, args.workers,
-                            args.backend, log=lambda m: print(m, file=sys.stderr))
+                            args.backend, log=lambda m: print(m, file=sys.stderr), base=base)
         report["genome"] = str(args.genome)
+        if latency:
+            report["board_latency"] = latency
     if args.plot:
         plot(report, args.plot, f"{args.genome} on {task_name}: {episodes} held-out episodes "
                                 f"(seeds {report['seeds'][0]}..{report['seeds'][1]})")
@@ -57,5 +67,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     q.add_argument("--workers", type=int, default=2)
     q.add_argument("--backend", choices=["c", "python"], default="c", help="controller implementation (default c)")
     q.add_argument("--plot", metavar="PNG", help="retained distance vs strength; velocity around events")
+    q.add_argument("--board", help="add this board's measured compute time of a step (nchl pil, plus a 0.5 ms "
+                                   "sensor read) as latency in physics sub-steps to every setting")
+    q.add_argument("--clock-mhz", dest="clock_mhz", type=float, help="the board's clock (default: its own)")
+    add_numeric_arg(q)
     q.add_argument("--json", action="store_true")
     q.set_defaults(func=cmd_stress)
