@@ -4,12 +4,13 @@ import dataclasses
 
 import pytest
 from nchl_sim import get_task, rollout
+from nchl_sim.tasks import VSR_ID
 
 from nchl import Genome
 from nchl.core.zoo import names
 
 TOLERANCE = 0.05  # relative distance, task's step vs a quarter of it
-VSR_CHAMPIONS = [n for n in names() if not get_task(Genome.load(f"zoo:{n}").task).is_ant]
+VSR_CHAMPIONS = [n for n in names() if get_task(Genome.load(f"zoo:{n}").task).env_id == VSR_ID]
 
 
 def distance(genome: Genome, timestep: float, steps: int) -> float:
