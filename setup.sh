@@ -8,7 +8,7 @@ cd "$(dirname "$0")"
 extra=""
 [ "${1:-}" = "--test" ] && extra="[test]"
 # host compilers (gcc; clang for the strict-compile tests), toolchain and emulator for Cortex-M; EGL (Mesa, software) and OSMesa for offscreen MuJoCo rendering
-packages="gcc clang libc6-dev gcc-arm-none-eabi libnewlib-arm-none-eabi qemu-system-arm libegl1 libegl-mesa0 libgl1-mesa-dri libosmesa6"
+packages="make gcc clang libc6-dev gcc-arm-none-eabi libnewlib-arm-none-eabi qemu-system-arm libegl1 libegl-mesa0 libgl1-mesa-dri libosmesa6"
 # --test also brings the RISC-V toolchain and emulator (fixed-point builds for rv32imc), which the main job does not need
 [ "${1:-}" = "--test" ] && packages="$packages gcc-riscv64-unknown-elf qemu-system-misc"
 missing=""
