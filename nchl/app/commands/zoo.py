@@ -30,11 +30,11 @@ def cmd_zoo(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps(records, indent=2))
         return 0
-    print(f"{'name':<18}{'task':<14}{'rule':<10}{'params':>7}{'gens':>6}{'episodes':>9}{'mean m':>8}"
+    print(f"{'name':<18}{'task':<23}{'rule':<12}{'params':>7}{'gens':>6}{'episodes':>9}{'mean m':>8}"
           f"{'median m':>9}{'forward':>8}")
     for r in records:
         e, rule = r["evaluation"], r["rule"] + (f"(m={r['window']})" if r["window"] else "")
-        print(f"{r['name']:<18}{r['task']:<14}{rule:<10}{r['genome_length']:>7}{r['run']['generations']:>6}"
+        print(f"{r['name']:<18}{r['task']:<23}{rule:<12}{r['genome_length']:>7}{r['run']['generations']:>6}"
               f"{e['episodes']:>9}{e['mean']:>8.2f}{e['median']:>9.2f}{100 * e['forward_fraction']:>7.0f}%")
     print("held-out episodes (seeds from 0, full length); use a champion as zoo:NAME wherever a genome file goes")
     return 0
