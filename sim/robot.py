@@ -418,6 +418,7 @@ class RobotEnv(MujocoEnv):
             self._vel_ref[self._servo] = self.servos.no_load
         self._command = np.zeros(m.nu)
         self._t0 = 0.0
+        self._clip = np.array([KINDS[k].clip for k in r.obs_kinds])
         self._lo, self._span = r.lo, span
         self._terrain = mujoco.mj_name2id(m, mujoco.mjtObj.mjOBJ_HFIELD, "nchl_terrain")
         self._amplitude = config.terrain.amplitude if config.terrain else 0.0
@@ -473,8 +474,7 @@ class RobotEnv(MujocoEnv):
             phase = 2 * math.pi * r.config.clock_hz * (d.time - self._t0)
             out.append([math.sin(phase), math.cos(phase)])
         obs = np.concatenate(out) if out else np.zeros(0)
-        clip = np.array([KINDS[k].clip for k in r.obs_kinds])
-        return np.clip(obs, -clip, clip)
+        return np.clip(obs, -self._clip, self._clip)
 
     def _touching(self, geom: int) -> bool:
         n = self.data.ncon

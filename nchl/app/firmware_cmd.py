@@ -27,6 +27,7 @@ from nchl_codegen.app import (APP_BOARDS, FPU, Actuator, AppConfig, BoardInfo, C
                               render_project)
 from ..core.errors import NchlError
 from ..core.memory import macs_per_step
+from .commands.args import add_deployment_args, add_numeric_arg, genome_task
 
 ENCODER_LSB = 2 * math.pi / 4096        # rad per count: 12-bit feedback over a turn (STS3215-class)
 GYRO_LSB = math.radians(1 / 65.5)       # rad/s per count: MPU-6050 at +-500 deg/s
@@ -213,7 +214,6 @@ def image_size(elf: Path, board: BoardInfo) -> dict:
 
 def prepare(args: argparse.Namespace, out: Path, lockstep: bool = False) -> dict:
     """Genome -> project in ``out`` (built): what ``nchl firmware`` and ``nchl pil`` share."""
-    from .commands.args import genome_task
     from .evolution import fixed_obs_range
 
     genome, spec, task = genome_task(args)
@@ -230,8 +230,6 @@ def prepare(args: argparse.Namespace, out: Path, lockstep: bool = False) -> dict
 
 
 def add_arguments(q: argparse.ArgumentParser) -> None:
-    from .commands.args import add_deployment_args, add_numeric_arg
-
     q.add_argument("genome", help="genome file (.npz) or zoo:NAME")
     q.add_argument("--board", required=True, help=", ".join(f"{n} ({b.description.split(':')[0]})"
                                                           for n, b in APP_BOARDS.items()))

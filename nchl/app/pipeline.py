@@ -34,6 +34,7 @@ def _variant(genome: Genome, spec: Spec, numeric: str, board_name: str, seed: in
     lockstep over one full-length episode on the host, replay that episode on the emulated
     ``board_name`` and size its firmware."""
     from nchl_codegen import generate, write
+    from nchl_codegen.build import CController, FixedCController
     from nchl_codegen.firmware import BOARDS, emulate, size_sources
     from nchl_codegen.verify import verify
     from nchl_sim import get_task, rollout
@@ -46,9 +47,10 @@ def _variant(genome: Genome, spec: Spec, numeric: str, board_name: str, seed: in
     folder = out / "c" / f"{name}-{numeric}"
     obs_range = fixed_obs_range(genome.task)
     write(generate(spec, genome.values, prefix, numeric=numeric, obs_range=obs_range), folder)
-    reference = evaluation_controller(spec, genome.values, "python", numeric, genome.task)
-    c = evaluation_controller(spec, genome.values, "c", numeric, genome.task)
     fixed = numeric == "fixed"
+    reference = evaluation_controller(spec, genome.values, "python", numeric, genome.task)
+    # the deployed C (genome compiled in, the written prefix), not evolution's runtime-parameter build
+    c = FixedCController(spec, genome.values, obs_range, prefix) if fixed else CController(spec, genome.values, prefix)
     report = verify(env, reference, c, [seed], compare_state=fixed, tolerance=0.0 if fixed else 1e-5,
                     float_reference=genome.controller(spec=spec) if fixed else None)
     trace = rollout(env, reference, seed, record=True)
