@@ -35,7 +35,7 @@
 #define GOLDEN_NCHL_FIXED_Q_ACT 12            /* observations, actions, activations: int16 Q12 */
 #define GOLDEN_NCHL_FIXED_ONE 4096              /* 1.0 in Q12 */
 #define GOLDEN_NCHL_FIXED_OBS_MAX 32767          /* |observation| must not exceed this (7.99976 in real units) */
-#define GOLDEN_NCHL_FIXED_PARAMS_BYTES 578
+#define GOLDEN_NCHL_FIXED_PARAMS_BYTES 1088
 #define GOLDEN_NCHL_FIXED_STATE_BYTES 36
 #define GOLDEN_NCHL_FIXED_WORK_BYTES 44
 

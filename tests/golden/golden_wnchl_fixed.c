@@ -10,77 +10,100 @@
 #include "golden_wnchl_fixed.h"
 
 
+
 /* the state struct must be exactly the analytical size: nothing extra */
 typedef char golden_wnchl_fixed_state_size_check[(sizeof(golden_wnchl_fixed_state_t) == GOLDEN_WNCHL_FIXED_STATE_BYTES) ? 1 : -1];
 
-/* tanh on [0, 8] in Q15, 32 entries per unit; linear interpolation between them */
-static const uint16_t golden_wnchl_fixed_tanh_table[257] = {
-    0, 1024, 2045, 3063, 4075, 5079, 6073, 7056, 8025, 8980, 9919, 10840,
-    11743, 12625, 13486, 14326, 15143, 15936, 16706, 17452, 18173, 18870, 19542, 20189,
-    20813, 21411, 21986, 22538, 23066, 23571, 24054, 24516, 24956, 25376, 25776, 26157,
-    26519, 26864, 27191, 27502, 27797, 28076, 28341, 28592, 28830, 29055, 29268, 29470,
-    29660, 29840, 30010, 30170, 30322, 30465, 30600, 30727, 30847, 30960, 31067, 31167,
-    31262, 31351, 31435, 31515, 31589, 31659, 31726, 31788, 31846, 31901, 31953, 32002,
-    32048, 32091, 32132, 32170, 32206, 32240, 32271, 32301, 32329, 32356, 32381, 32404,
-    32426, 32447, 32466, 32484, 32501, 32517, 32532, 32547, 32560, 32573, 32584, 32596,
-    32606, 32616, 32625, 32634, 32642, 32649, 32657, 32663, 32670, 32676, 32681, 32686,
-    32691, 32696, 32700, 32704, 32708, 32712, 32715, 32718, 32721, 32724, 32727, 32729,
-    32732, 32734, 32736, 32738, 32740, 32741, 32743, 32745, 32746, 32747, 32749, 32750,
-    32751, 32752, 32753, 32754, 32755, 32755, 32756, 32757, 32758, 32758, 32759, 32759,
-    32760, 32760, 32761, 32761, 32762, 32762, 32762, 32763, 32763, 32763, 32764, 32764,
-    32764, 32764, 32765, 32765, 32765, 32765, 32765, 32766, 32766, 32766, 32766, 32766,
-    32766, 32766, 32766, 32767, 32767, 32767, 32767, 32767, 32767, 32767, 32767, 32767,
-    32767, 32767, 32767, 32767, 32767, 32767, 32767, 32767, 32767, 32768, 32768, 32768,
-    32768, 32768, 32768, 32768, 32768, 32768, 32768, 32768, 32768, 32768, 32768, 32768,
-    32768, 32768, 32768, 32768, 32768, 32768, 32768, 32768, 32768, 32768, 32768, 32768,
-    32768, 32768, 32768, 32768, 32768, 32768, 32768, 32768, 32768, 32768, 32768, 32768,
-    32768, 32768, 32768, 32768, 32768, 32768, 32768, 32768, 32768, 32768, 32768, 32768,
-    32768, 32768, 32768, 32768, 32768, 32768, 32768, 32768, 32768, 32768, 32768, 32768,
-    32768, 32768, 32768, 32768, 32768
+/* tanh on [0, 8] in Q15, 32 entries per unit, each packed with its rise to the next
+ * (low half: tanh(i / 32), high half: the difference): one load per lookup, linear interpolation */
+static const uint32_t golden_wnchl_fixed_tanh_table[256] = {
+67108864u, 66913280u, 66717693u, 66325495u, 65802219u, 65147863u,
+64427961u, 63511440u, 62594905u, 61547284u, 60368575u, 59189848u,
+57814495u, 56439121u, 55063726u, 53557238u, 51985191u, 50478656u,
+48906562u, 47268908u, 45696765u, 44059062u, 42421334u, 40914653u,
+39211341u, 37704611u, 36197858u, 34625546u, 33118746u, 31677459u,
+30301686u, 28860356u, 27550076u, 26239776u, 24994992u, 23750189u,
+22636439u, 21457136u, 20408887u, 19360622u, 18312341u, 17395116u,
+16477877u, 15626160u, 14774430u, 13988223u, 13267540u, 12481310u,
+11826140u, 11170960u, 10515770u, 9991642u, 9401970u, 8877825u,
+8353672u, 7895047u, 7436415u, 7043312u, 6584667u, 6257087u,
+5863966u, 5536375u, 5274315u, 4881179u, 4619109u, 4422571u,
+4094958u, 3832876u, 3636326u, 3439773u, 3243217u, 3046658u,
+2850096u, 2719067u, 2522500u, 2391466u, 2260430u, 2063856u,
+1998351u, 1867309u, 1801801u, 1670756u, 1539709u, 1474196u,
+1408682u, 1277631u, 1212114u, 1146596u, 1081077u, 1015557u,
+1015572u, 884515u, 884528u, 753469u, 819016u, 687956u,
+687966u, 622440u, 622449u, 556922u, 491394u, 556937u,
+425873u, 491415u, 425886u, 360356u, 360361u, 360366u,
+360371u, 294840u, 294844u, 294848u, 294852u, 229320u,
+229323u, 229326u, 229329u, 229332u, 163799u, 229337u,
+163804u, 163806u, 163808u, 163810u, 98276u, 163813u,
+163815u, 98281u, 98282u, 163819u, 98285u, 98286u,
+98287u, 98288u, 98289u, 98290u, 32755u, 98291u,
+98292u, 98293u, 32758u, 98294u, 32759u, 98295u,
+32760u, 98296u, 32761u, 98297u, 32762u, 32762u,
+98298u, 32763u, 32763u, 98299u, 32764u, 32764u,
+32764u, 98300u, 32765u, 32765u, 32765u, 32765u,
+98301u, 32766u, 32766u, 32766u, 32766u, 32766u,
+32766u, 32766u, 98302u, 32767u, 32767u, 32767u,
+32767u, 32767u, 32767u, 32767u, 32767u, 32767u,
+32767u, 32767u, 32767u, 32767u, 32767u, 32767u,
+32767u, 32767u, 98303u, 32768u, 32768u, 32768u,
+32768u, 32768u, 32768u, 32768u, 32768u, 32768u,
+32768u, 32768u, 32768u, 32768u, 32768u, 32768u,
+32768u, 32768u, 32768u, 32768u, 32768u, 32768u,
+32768u, 32768u, 32768u, 32768u, 32768u, 32768u,
+32768u, 32768u, 32768u, 32768u, 32768u, 32768u,
+32768u, 32768u, 32768u, 32768u, 32768u, 32768u,
+32768u, 32768u, 32768u, 32768u, 32768u, 32768u,
+32768u, 32768u, 32768u, 32768u, 32768u, 32768u,
+32768u, 32768u, 32768u, 32768u, 32768u, 32768u,
+32768u, 32768u, 32768u, 32768u, 32768u, 32768u,
+32768u, 32768u, 32768u, 32768u
 };
 
 /* tanh(z / 2^q) in Q12, for 5 <= q <= 27 */
-static inline int16_t golden_wnchl_fixed_tanh(int32_t z, unsigned q)
+static inline int32_t golden_wnchl_fixed_tanh(int32_t z, unsigned q)
 {
     const uint32_t a = z < 0 ? 0u - (uint32_t)z : (uint32_t)z;
+    const unsigned step = q - 5u; /* one table interval, 1/32, in z's units */
+    const uint32_t idx = a >> step;
     int32_t y;
-    if (a >= ((uint32_t)8 << q)) {
-        y = golden_wnchl_fixed_tanh_table[256];
+    if (idx >= 256u) { /* |z| >= 8: the saturated value */
+        y = 32768;
     } else {
-        const unsigned step = q - 5u; /* one table interval, 1/32, in z's units */
-        const uint32_t idx = a >> step;
+        const uint32_t w = golden_wnchl_fixed_tanh_table[idx];
         uint32_t frac = a - (idx << step);
         frac = step >= 11u ? frac >> (step - 11u) : frac << (11u - step);
-        y = (int32_t)golden_wnchl_fixed_tanh_table[idx]
-            + (int32_t)(((uint32_t)(golden_wnchl_fixed_tanh_table[idx + 1] - golden_wnchl_fixed_tanh_table[idx]) * frac) >> 11);
+        y = (int32_t)(w & 0xffffu) + (int32_t)(((w >> 16) * frac) >> 11);
     }
     y >>= 3; /* Q15 -> Q12 */
-    return (int16_t)(z < 0 ? -y : y);
+    return z < 0 ? -y : y;
 }
 
 /* layer 0, 3 -> 2: input terms eta A, A, eta C, C and eta, eta D, D per input neuron */
-static const int16_t golden_wnchl_fixed_l0_in[3][8] = {
+static const int32_t golden_wnchl_fixed_l0_in[3][8] = {
     { 17039, -17039, -3932, 3932, -16384, -19661, 9830, 0 },
     { 13264, -14418, -6029, 6554, -15073, -20500, 11141, 0 },
     { 9909, -11796, -7707, 9175, -13763, -20919, 12452, 0 }
 };
 /* eta, B, C, C eta, D per output neuron */
-static const int16_t golden_wnchl_fixed_l0_out[2][5] = {
+static const int32_t golden_wnchl_fixed_l0_out[2][5] = {
     { -12452, -3932, 11796, -8965, 13763 },
     { -11141, -1311, 14418, -9804, 15073 }
 };
 
 /* layer 0, output j: tanh(z_j) from its window sums (sum_k y_j(k) gamma_k, delta_k, y_j(k)) and the layer's sums */
-static inline int16_t golden_wnchl_fixed_out_0(uint32_t j, int32_t yg, int32_t yd, const int32_t *ys, int32_t za,
+static inline int32_t golden_wnchl_fixed_out_0(uint32_t j, int32_t yg, int32_t yd, int32_t yj, int32_t za,
                                      int32_t fb, int32_t se, int32_t s1, int32_t de, int32_t d1, int32_t kk)
 {
-    const int16_t *c = golden_wnchl_fixed_l0_out[j];
+    const int32_t *c = golden_wnchl_fixed_l0_out[j];
     const int32_t e = c[0];
     const int32_t u = ((se + e * s1) >> 15);
     const int32_t bs = ((c[1] * u) >> 12);
     const int32_t dd = ((de + e * d1) >> 14);
     const int32_t z = za + ((e * fb) * 2)
-                      + ((bs * (ys[j])) >> 2)
+                      + ((bs * (yj)) >> 2)
                       + ((c[2] * ((yg) >> 13)) >> 1)
                       + ((c[3] * ((yd) >> 13)) >> 1)
                       + (((kk * c[4]) * dd) >> 2);
@@ -88,26 +111,26 @@ static inline int16_t golden_wnchl_fixed_out_0(uint32_t j, int32_t yg, int32_t y
 }
 
 /* layer 1, 2 -> 1: input terms eta A, A, eta C, C and eta, eta D, D per input neuron */
-static const int16_t golden_wnchl_fixed_l1_in[2][8] = {
+static const int32_t golden_wnchl_fixed_l1_in[2][8] = {
     { 6973, -9175, -8965, 11796, -12452, -20919, 13763, 0 },
     { 4456, -6554, -9804, 14418, -11141, -20500, 15073, 0 }
 };
 /* eta, B, C, C eta, D per output neuron */
-static const int16_t golden_wnchl_fixed_l1_out[1][5] = {
+static const int32_t golden_wnchl_fixed_l1_out[1][5] = {
     { -9830, 1311, 17039, -10224, 16384 }
 };
 
 /* layer 1, output j: tanh(z_j) from its window sums (sum_k y_j(k) gamma_k, delta_k, y_j(k)) and the layer's sums */
-static inline int16_t golden_wnchl_fixed_out_1(uint32_t j, int32_t yg, int32_t yd, const int32_t *ys, int32_t za,
+static inline int32_t golden_wnchl_fixed_out_1(uint32_t j, int32_t yg, int32_t yd, int32_t yj, int32_t za,
                                      int32_t fb, int32_t se, int32_t s1, int32_t de, int32_t d1, int32_t kk)
 {
-    const int16_t *c = golden_wnchl_fixed_l1_out[j];
+    const int32_t *c = golden_wnchl_fixed_l1_out[j];
     const int32_t e = c[0];
     const int32_t u = ((se + e * s1) >> 13);
     const int32_t bs = ((c[1] * u) >> 10);
     const int32_t dd = ((de + e * d1) >> 15);
     const int32_t z = za + ((e * fb) >> 3)
-                      + ((bs * (ys[j])) >> 4)
+                      + ((bs * (yj)) >> 4)
                       + ((c[2] * ((yg) >> 13)) >> 3)
                       + ((c[3] * ((yd) >> 13)) >> 3)
                       + (((kk * c[4]) >> 1) * dd);
@@ -132,10 +155,8 @@ void golden_wnchl_fixed_init(golden_wnchl_fixed_state_t *state, uint32_t seed)
 
 int golden_wnchl_fixed_step(golden_wnchl_fixed_state_t *state, const int16_t obs[GOLDEN_WNCHL_FIXED_N_IN], int16_t act[GOLDEN_WNCHL_FIXED_N_OUT])
 {
-    int16_t buf_a[GOLDEN_WNCHL_FIXED_MAX_WIDTH];
-    int16_t buf_b[GOLDEN_WNCHL_FIXED_MAX_WIDTH];
-    const int16_t *x = obs;
-    int16_t *y = buf_a;
+    int32_t buf_a[GOLDEN_WNCHL_FIXED_MAX_WIDTH]; /* activations as int32: a Cortex-M0 loads an int16 only from a register offset */
+    int32_t buf_b[GOLDEN_WNCHL_FIXED_MAX_WIDTH];
     const uint32_t count = state->count;
     uint32_t i, j, k;
 
@@ -147,13 +168,15 @@ int golden_wnchl_fixed_step(golden_wnchl_fixed_state_t *state, const int16_t obs
 
     /* layer 0: 3 -> 2 */
     {
-        int32_t tx[3][2]; /* x_i times eta C, C: the same for every past step */
+        const int16_t *x = obs;
+        int32_t *y = buf_a;
         int32_t gd[GOLDEN_WNCHL_FIXED_WINDOW][2]; /* per past step: gamma_k, delta_k narrowed (within int16) */
         int32_t s_eta = 0, s_1 = 0, d_eta = 0, d_1 = 0, sum_alpha = 0, sum_beta = 0;
+        int32_t tx[3][2]; /* x_i times eta C, C: the same for every past step */
         const int32_t *col = state->colsum + 0;
         for (i = 0; i < 3; ++i) {
             const int32_t xi = x[i], xs = col[i];
-            const int16_t *c = golden_wnchl_fixed_l0_in[i];
+            const int32_t *c = golden_wnchl_fixed_l0_in[i];
             tx[i][0] = ((c[2] * xi) >> 14);
             tx[i][1] = ((c[3] * xi) >> 14);
             /* sum over k of alpha_k and beta_k: the window's column sum times x_i eta A, x_i A */
@@ -199,7 +222,7 @@ int golden_wnchl_fixed_step(golden_wnchl_fixed_state_t *state, const int16_t obs
                 const int32_t v1 = yk[1 * GOLDEN_WNCHL_FIXED_N_NEURONS];
                 const int32_t yg = v0 * gk0 + v1 * gk1;
                 const int32_t yd = v0 * dk0 + v1 * dk1;
-                y[j] = golden_wnchl_fixed_out_0(j, yg, yd, ys, za, fb, se, s1, de, d1, kk);
+                y[j] = golden_wnchl_fixed_out_0(j, yg, yd, ys[j], za, fb, se, s1, de, d1, kk);
             }
         }
         /* no window sum needs this layer's old input any more: store the current one in the ring */
@@ -208,22 +231,22 @@ int golden_wnchl_fixed_step(golden_wnchl_fixed_state_t *state, const int16_t obs
             int32_t *sum = state->colsum + 0;
             for (i = 0; i < 3; ++i) {
                 sum[i] += x[i] - row[i];
-                row[i] = x[i];
+                row[i] = (int16_t)x[i];
             }
         }
     }
-    x = y;
-    y = (y == buf_a) ? buf_b : buf_a;
 
     /* layer 1: 2 -> 1 */
     {
-        int32_t tx[2][2]; /* x_i times eta C, C: the same for every past step */
+        const int32_t *x = buf_a;
+        int32_t *y = buf_b;
         int32_t gd[GOLDEN_WNCHL_FIXED_WINDOW][2]; /* per past step: gamma_k, delta_k narrowed (within int16) */
         int32_t s_eta = 0, s_1 = 0, d_eta = 0, d_1 = 0, sum_alpha = 0, sum_beta = 0;
+        int32_t tx[2][2]; /* x_i times eta C, C: the same for every past step */
         const int32_t *col = state->colsum + 3;
         for (i = 0; i < 2; ++i) {
             const int32_t xi = x[i], xs = col[i];
-            const int16_t *c = golden_wnchl_fixed_l1_in[i];
+            const int32_t *c = golden_wnchl_fixed_l1_in[i];
             tx[i][0] = ((c[2] * xi) >> 8);
             tx[i][1] = ((c[3] * xi) >> 8);
             /* sum over k of alpha_k and beta_k: the window's column sum times x_i eta A, x_i A */
@@ -269,7 +292,7 @@ int golden_wnchl_fixed_step(golden_wnchl_fixed_state_t *state, const int16_t obs
                 const int32_t v1 = yk[1 * GOLDEN_WNCHL_FIXED_N_NEURONS];
                 const int32_t yg = v0 * gk0 + v1 * gk1;
                 const int32_t yd = v0 * dk0 + v1 * dk1;
-                y[j] = golden_wnchl_fixed_out_1(j, yg, yd, ys, za, fb, se, s1, de, d1, kk);
+                y[j] = golden_wnchl_fixed_out_1(j, yg, yd, ys[j], za, fb, se, s1, de, d1, kk);
             }
         }
         /* no window sum needs this layer's old input any more: store the current one in the ring */
@@ -278,18 +301,16 @@ int golden_wnchl_fixed_step(golden_wnchl_fixed_state_t *state, const int16_t obs
             int32_t *sum = state->colsum + 3;
             for (i = 0; i < 2; ++i) {
                 sum[i] += x[i] - row[i];
-                row[i] = x[i];
+                row[i] = (int16_t)x[i];
             }
         }
     }
-    x = y;
-    y = (y == buf_a) ? buf_b : buf_a;
     {
         int16_t *row = state->acts[state->pos] + 5;
         int32_t *sum = state->colsum + 5;
         for (j = 0; j < GOLDEN_WNCHL_FIXED_N_OUT; ++j) {
-            sum[j] += x[j] - row[j];
-            row[j] = x[j];
+            sum[j] += buf_b[j] - row[j];
+            row[j] = (int16_t)buf_b[j];
         }
     }
     state->pos = (state->pos + 1u) % GOLDEN_WNCHL_FIXED_WINDOW;
@@ -297,7 +318,7 @@ int golden_wnchl_fixed_step(golden_wnchl_fixed_state_t *state, const int16_t obs
         state->count += 1u;
     }
     for (j = 0; j < GOLDEN_WNCHL_FIXED_N_OUT; ++j) {
-        act[j] = x[j];
+        act[j] = (int16_t)buf_b[j];
     }
     return 0;
 }

@@ -31,9 +31,9 @@
 #define GOLDEN_WNCHL_FIXED_Q_ACT 12            /* observations, actions, activations: int16 Q12 */
 #define GOLDEN_WNCHL_FIXED_ONE 4096              /* 1.0 in Q12 */
 #define GOLDEN_WNCHL_FIXED_OBS_MAX 32767          /* |observation| must not exceed this (7.99976 in real units) */
-#define GOLDEN_WNCHL_FIXED_PARAMS_BYTES 624
+#define GOLDEN_WNCHL_FIXED_PARAMS_BYTES 1244
 #define GOLDEN_WNCHL_FIXED_STATE_BYTES 56
-#define GOLDEN_WNCHL_FIXED_WORK_BYTES 8
+#define GOLDEN_WNCHL_FIXED_WORK_BYTES 16
 
 typedef struct {
     uint32_t pos;                                  /* row the next step writes */
