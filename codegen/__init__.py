@@ -105,7 +105,7 @@ def fixed_context(spec: Spec, values: np.ndarray, prefix: str, obs_range: float)
         "formats": p.describe(), "q_act": fixed.Q_ACT, "one": fixed.ONE, "obs_max": p.obs_max,
         "obs_range": f"{p.obs_max / fixed.ONE:g} in real units", "params_bytes": p.params_bytes,
         "state_bytes": p.state_bytes, "work_bytes": p.work_bytes, "layer_plans": layer_plans,
-        "tanh_table": list(fixed.TANH_TABLE), "tanh_range": fixed.TANH_RANGE,
+        "tanh_packed": list(fixed.TANH_PACKED), "tanh_max": fixed.TANH_TABLE[-1], "tanh_range": fixed.TANH_RANGE,
         "tanh_steps": fixed.TANH_STEPS_PER_UNIT, "frac_bits": fixed.FRAC_BITS,
         "z_q_min": fixed.Z_Q_MIN, "z_q_max": fixed.Z_Q_MAX,
     }

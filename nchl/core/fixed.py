@@ -78,7 +78,10 @@ TANH_STEPS_PER_UNIT = 32        # table resolution: 1/32
 TANH_RANGE = 8                  # tanh(8) = 1 - 2.3e-7: the table's end is the saturated value
 TANH_TABLE = tuple(int(round(math.tanh(i / TANH_STEPS_PER_UNIT) * 32768))
                    for i in range(TANH_RANGE * TANH_STEPS_PER_UNIT + 1))
-TANH_TABLE_BYTES = 4 * (len(TANH_TABLE) - 1)  # in C: one uint32 per interval, its value and its rise to the next
+# the C's table: per interval one uint32, its first value (low half) and its rise to the next (high half),
+# so a lookup is one load; the interpolation is the same integers as tanh_q's
+TANH_PACKED = tuple(lo | (hi - lo) << 16 for lo, hi in zip(TANH_TABLE, TANH_TABLE[1:]))
+TANH_TABLE_BYTES = 4 * len(TANH_PACKED)
 FRAC_BITS = 11                 # interpolation weight resolution
 Z_Q_MIN, Z_Q_MAX = 5, 27        # tanh input formats the table lookup supports
 SUPPORTED = ("nchl", "wnchl")
